@@ -1,0 +1,151 @@
+"""`hpipe`: a thin typer layer over `hangar_pipe.Pipeline`. Exit codes: 0 ok, 1 stage failed, 2 bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from hangar_pipe.errors import UserError
+from hangar_pipe.pipeline import Pipeline
+from hangar_pipe.runner import RunResult, StageResult
+from hangar_pipe.status import describe
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Reproducible ML pipelines over versioned Hangar tensor data.")
+_options: dict[str, Any] = {"debug": False}
+
+_MARK = {"ran": "✓", "failed": "✗", "blocked": "✗", "interrupted": "✗", "would run": "•",
+         "skipped": "·", "frozen": "·"}
+
+
+def _out(text: str) -> None:
+    print(text, flush=True)
+
+
+def _stage_line(r: StageResult) -> str:
+    head = f"{_MARK.get(r.state, ' ')} {r.name}"
+    if r.state == "ran":
+        return f"{head}: ran in {r.duration:.2f}s ({describe(r.reasons)})"
+    if r.state == "failed":
+        return f"{head}: failed after {r.duration:.2f}s: {r.error}"
+    if r.state == "would run":
+        only_upstream = list(r.reasons) == ["upstream changed"]
+        return f"{head}: {'may run' if only_upstream else 'would run'} ({describe(r.reasons)})"
+    if r.state == "skipped":
+        return f"{head}: up to date, skipped"
+    if r.state == "blocked":
+        return f"{head}: not run ({describe(r.reasons)})"
+    return f"{head}: {r.state}"
+
+
+@app.callback()
+def _global(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+            directory: Optional[Path] = typer.Option(None, "-C", help="Run as if started in this folder.")
+            ) -> None:
+    _options["debug"] = debug
+    if directory is not None:
+        try:
+            os.chdir(directory)
+        except OSError as exc:
+            raise UserError(f"cannot change to folder: {exc.strerror}", file=str(directory)) from None
+
+
+@app.command()
+def repro(
+    stages: Optional[list[str]] = typer.Argument(None, help="Stages to bring up to date (default: all)."),
+    force: bool = typer.Option(False, "-f", "--force", help="Run the selected stages even if unchanged."),
+    single_item: bool = typer.Option(False, "-s", "--single-item", help="Only the named stages, no upstream."),
+    downstream: bool = typer.Option(False, "--downstream", help="The named stages and everything after them."),
+    dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Print what would run and why; run nothing."),
+    keep_going: bool = typer.Option(False, "-k", "--keep-going", help="After a failure, go on with stages that do not depend on it."),
+    jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Run up to N independent stages at once."),
+) -> None:
+    """Run every stage whose inputs changed, and record what ran in pipeline.lock."""
+    pipeline = Pipeline.load()
+    t0 = time.monotonic()
+    on_start = None if dry_run else (lambda name, reasons: _out(f"→ {name}: running ({describe(reasons)})"))
+    result = pipeline.repro(stages or None, force=force, single=single_item, downstream=downstream,
+                            dry_run=dry_run, keep_going=keep_going, jobs=jobs, on_start=on_start,
+                            on_done=lambda r: _out(_stage_line(r)),
+                            on_recover=lambda pid: _out(f"note: taking over from an interrupted run"
+                                                        f" (process {pid})"))
+    _out(_summary(result, time.monotonic() - t0, dry_run))
+    if result.interrupted:
+        raise typer.Exit(130)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _summary(result: RunResult, seconds: float, dry_run: bool) -> str:
+    if dry_run:
+        would = result.named("would run")
+        return f"Would run {len(would)} stage(s): {', '.join(would)}." if would else "Everything is up to date."
+    if result.interrupted:
+        return f"Interrupted after {seconds:.2f}s; pipeline.lock holds every stage that finished."
+    ran, failed = result.named("ran"), result.named("failed")
+    if not ran and not failed and not result.named("blocked"):
+        return "Everything is up to date."
+    counts = [f"{len(result.named(s))} {s}" for s in ("ran", "skipped", "failed", "blocked", "frozen")
+              if result.named(s)]
+    tail = f"; stage '{failed[0]}' failed" if failed else ""
+    return f"{', '.join(counts)} in {seconds:.2f}s{tail}."
+
+
+@app.command()
+def status(
+    stages: Optional[list[str]] = typer.Argument(None, help="Stages to check (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the reasons as JSON."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing; exit 1 if anything would run."),
+) -> None:
+    """Say which stages would run and why."""
+    result = Pipeline.load().status(stages or None)
+    changed = {r.name: r.reasons for r in result.stages if r.state == "would run"}
+    if quiet:
+        raise typer.Exit(1 if changed else 0)
+    if as_json:
+        _out(json.dumps(changed, indent=2, default=str))
+        return
+    for r in result.stages:
+        if r.state == "would run":
+            _out(_stage_line(r))
+    if not changed:
+        _out("Everything is up to date.")
+
+
+@app.command()
+def dag(
+    mermaid: bool = typer.Option(False, "--mermaid", help="Mermaid flowchart."),
+    dot: bool = typer.Option(False, "--dot", help="Graphviz dot."),
+) -> None:
+    """Draw the stage graph (ASCII by default)."""
+    _out(Pipeline.load().dag("mermaid" if mermaid else "dot" if dot else "ascii"))
+
+
+@app.command()
+def init() -> None:
+    """Write a starter pipeline.yaml and params.yaml here and ignore .hpipe/ in git. Never overwrites."""
+    from hangar_pipe.scaffold import init_project
+
+    for message in init_project(Path.cwd()):
+        _out(message)
+
+
+def main() -> None:
+    """Entry point: bad input is one line on stderr and exit code 2, no traceback (unless --debug)."""
+    try:
+        app()
+    except UserError as exc:
+        if _options["debug"] or "--debug" in sys.argv:
+            raise
+        print(f"hpipe: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The one error users see: bad input, reported as `file:line: key: message`."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input or a refused operation: one line, exit code 2, no traceback."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None,
+                 line: int | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.file, self.line, self.key = message, file, line, key
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        if self.key:
+            where += f"{self.key}: "
+        return where + self.message
+
+
+class StageFailed(Exception):
+    """A stage's command failed; hpipe exits 1."""
+
+    exit_code = 1

@@ -1,0 +1,157 @@
+"""The stage graph: edges from outputs to the deps they feed, checks, selection and drawing."""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import graphlib
+from dataclasses import dataclass, field
+
+from hangar_pipe.deps import PathDep
+from hangar_pipe.errors import UserError
+from hangar_pipe.spec import PipelineSpec, Stage
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+@dataclass
+class Graph:
+    spec: PipelineSpec
+    upstream: dict[str, set[str]] = field(default_factory=dict)
+    producers: dict[str, str] = field(default_factory=dict)  # output key -> stage
+    _path_outs: list[str] = field(default_factory=list)  # sorted path outputs
+
+    @property
+    def stages(self) -> dict[str, Stage]:
+        return self.spec.stages
+
+    @classmethod
+    def build(cls, spec: PipelineSpec) -> Graph:
+        g = cls(spec)
+        for name, stage in spec.stages.items():
+            for out in stage.outs:
+                if out.key in g.producers:
+                    other = g.producers[out.key]
+                    raise UserError(f"stages '{other}' and '{name}' both declare output '{out.key}'",
+                                    file=spec.file, line=stage.line, key=f"stages.{name}.outs")
+                g.producers[out.key] = name
+        g._path_outs = sorted(k for k, s in g.producers.items()
+                              if any(isinstance(o, PathDep) and o.key == k for o in spec.stages[s].outs))
+        for path in g._path_outs:
+            for parent in _ancestors(path):
+                if parent in g.producers:
+                    inner, outer = g.producers[path], g.producers[parent]
+                    raise UserError(f"output '{path}' of stage '{inner}' is inside output '{parent}'"
+                                    f" of stage '{outer}'", file=spec.file,
+                                    line=spec.stages[inner].line, key=f"stages.{inner}.outs")
+        for name, stage in spec.stages.items():
+            g.upstream[name] = {p for dep in stage.all_deps() for p in g.producers_of(dep)}
+        try:
+            graphlib.TopologicalSorter(g.upstream).prepare()
+        except graphlib.CycleError as exc:
+            cycle = list(exc.args[1])
+            raise UserError(f"pipeline has a cycle: {' -> '.join(cycle)}", file=spec.file,
+                            line=spec.stages[cycle[0]].line, key=f"stages.{cycle[0]}") from None
+        return g
+
+    def producers_of(self, dep: object) -> set[str]:
+        """Stages whose outputs feed this dep: the same key, a folder holding it, or outputs inside it."""
+        key = getattr(dep, "key", None)
+        if key is None:
+            return set()
+        found = {self.producers[key]} if key in self.producers else set()
+        if isinstance(dep, PathDep):
+            found.update(self.producers[a] for a in _ancestors(key) if a in self.producers)
+            prefix = key + "/"
+            i = bisect.bisect_left(self._path_outs, prefix)
+            while i < len(self._path_outs) and self._path_outs[i].startswith(prefix):
+                found.add(self.producers[self._path_outs[i]])
+                i += 1
+        return found
+
+    def downstream(self) -> dict[str, set[str]]:
+        down: dict[str, set[str]] = {name: set() for name in self.stages}
+        for name, ups in self.upstream.items():
+            for up in ups:
+                down[up].add(name)
+        return down
+
+    def check_targets(self, targets: list[str]) -> None:
+        for t in targets:
+            if t not in self.stages:
+                close = difflib.get_close_matches(t, list(self.stages), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise UserError(f"unknown stage '{t}'{hint}; stages: {', '.join(self.stages)}")
+
+    def select(self, targets: list[str] | None = None, *, single: bool = False,
+               downstream: bool = False) -> list[str]:
+        """Stages to consider, in a topological order: the targets plus upstream (or downstream)."""
+        if not targets:
+            chosen = set(self.stages)
+        else:
+            self.check_targets(targets)
+            chosen = set(targets)
+            if not single:
+                edges = self.downstream() if downstream else self.upstream
+                todo = list(targets)
+                while todo:
+                    for nxt in edges[todo.pop()]:
+                        if nxt not in chosen:
+                            chosen.add(nxt)
+                            todo.append(nxt)
+        return [n for n in self.order() if n in chosen]
+
+    def order(self) -> list[str]:
+        """All stages in topological order, ties broken by their order in pipeline.yaml."""
+        position = {name: i for i, name in enumerate(self.stages)}
+        ts = graphlib.TopologicalSorter(self.upstream)
+        ts.prepare()
+        out: list[str] = []
+        while ts.is_active():
+            ready = sorted(ts.get_ready(), key=position.__getitem__)
+            out.extend(ready)
+            ts.done(*ready)
+        return out
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    def ascii(self) -> str:
+        """An indented tree from each root; a stage reached twice is drawn once, then referenced."""
+        down = self.downstream()
+        position = {name: i for i, name in enumerate(self.order())}
+        lines: list[str] = []
+        drawn: set[str] = set()
+
+        def walk(name: str, prefix: str, connector: str, child_prefix: str) -> None:
+            seen = name in drawn
+            lines.append(f"{prefix}{connector}{name}" + (" (see above)" if seen else ""))
+            if seen:
+                return
+            drawn.add(name)
+            children = sorted(down[name], key=position.__getitem__)
+            for i, child in enumerate(children):
+                last = i == len(children) - 1
+                walk(child, child_prefix, "└── " if last else "├── ",
+                     child_prefix + ("    " if last else "│   "))
+
+        for root in (n for n in self.order() if not self.upstream[n]):
+            walk(root, "", "", "")
+        return "\n".join(lines)
+
+    def mermaid(self) -> str:
+        lines = ["flowchart TD"]
+        ids = {name: f"s{i}" for i, name in enumerate(self.order())}
+        lines += [f'    {ids[n]}["{n}"]' for n in ids]
+        lines += [f"    {ids[u]} --> {ids[n]}" for n in ids for u in sorted(self.upstream[n], key=ids.get)]
+        return "\n".join(lines)
+
+    def dot(self) -> str:
+        lines = ["digraph pipeline {", "    rankdir=TB;", "    node [shape=box];"]
+        order = self.order()
+        lines += [f'    "{n}";' for n in order]
+        lines += [f'    "{u}" -> "{n}";' for n in order for u in sorted(self.upstream[n])]
+        lines.append("}")
+        return "\n".join(lines)

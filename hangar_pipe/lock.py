@@ -1,0 +1,60 @@
+"""pipeline.lock: what each stage ran with, as deterministic YAML written atomically after each stage.
+
+Each stage's entry is rendered to text once, when it is set; a write joins the rendered
+entries (sorted by stage name) and renames a temp file over the lock. Nothing is re-parsed
+or re-serialised, so recording N stages costs O(N) YAML work, not O(N^2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hangar_pipe.errors import UserError
+from hangar_pipe.state import atomic_write
+from hangar_pipe.yamlfile import dump, load_data
+
+LOCK_FILE = "pipeline.lock"
+SCHEMA = "hpipe/1"
+_HEADER = f"# Written by hpipe; commit it with pipeline.yaml.\nschema: {SCHEMA}\nstages:\n"
+
+
+def _render(name: str, entry: dict[str, Any]) -> str:
+    text = dump({name: entry})
+    return "".join("  " + line + "\n" for line in text.splitlines())
+
+
+class LockFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._rendered: dict[str, str] = {}
+        if path.exists():
+            data = load_data(path, path.name) or {}
+            stages = data.get("stages") if isinstance(data, dict) else None
+            if not isinstance(stages, dict) or data.get("schema") != SCHEMA:
+                raise UserError(f"not a {SCHEMA} lock file (delete it to start over)", file=path.name)
+            self.entries = stages
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.entries.get(name)
+
+    def set(self, name: str, entry: dict[str, Any]) -> None:
+        """Record a stage that ran, and write the lock file."""
+        self.entries[name] = entry
+        self._rendered[name] = _render(name, entry)
+        self.write()
+
+    def keep_only(self, names: set[str]) -> None:
+        """Forget stages that are no longer in the pipeline (applied at the next write)."""
+        for gone in set(self.entries) - names:
+            del self.entries[gone]
+            self._rendered.pop(gone, None)
+
+    def write(self) -> None:
+        parts = [_HEADER]
+        for name in sorted(self.entries):
+            if name not in self._rendered:
+                self._rendered[name] = _render(name, self.entries[name])
+            parts.append(self._rendered[name])
+        atomic_write(self.path, "".join(parts).encode())

@@ -1,0 +1,164 @@
+"""The Python API: `Pipeline.load(path).status()`, `.repro(...)`, `.dag()`. The CLI is a thin layer over it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hangar_pipe import runner
+from hangar_pipe.deps import Context, PathDep
+from hangar_pipe.errors import UserError
+from hangar_pipe.graph import Graph
+from hangar_pipe.lock import LOCK_FILE, LockFile
+from hangar_pipe.runner import Processes, RunResult, StageError, StageResult
+from hangar_pipe.spec import PIPELINE_FILE, PipelineSpec, Stage, load_pipeline
+from hangar_pipe.state import STATE_DIR, ProjectLock, StateDB
+from hangar_pipe.status import Measured, lock_entry, measure_deps, measure_outs, stage_reasons
+
+
+def find_pipeline(path: str | Path | None = None) -> Path:
+    """pipeline.yaml: the given file, the one in the given folder, or the nearest one above the cwd."""
+    if path is not None:
+        p = Path(path)
+        p = p / PIPELINE_FILE if p.is_dir() else p
+        if not p.is_file():
+            raise UserError("pipeline file not found", file=str(p))
+        return p
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / PIPELINE_FILE).is_file():
+            return folder / PIPELINE_FILE
+    raise UserError(f"no {PIPELINE_FILE} in {here} or any parent folder (run 'hpipe init' to start one)")
+
+
+def shell_commands(cmd: str | list[str]) -> list[str]:
+    """A stage's commands: a list as given; a multi-line string one command per line (`\\` continues)."""
+    if isinstance(cmd, list):
+        return cmd
+    commands, current = [], ""
+    for line in cmd.strip().splitlines():
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        if (current + line).strip():
+            commands.append(current + line)
+        current = ""
+    if current.strip():
+        commands.append(current)
+    return commands
+
+
+class Pipeline:
+    def __init__(self, spec: PipelineSpec) -> None:
+        self.spec = spec
+        self.root = spec.root
+        self.graph = Graph.build(spec)
+        self.state = StateDB(self.root / STATE_DIR)
+        self.ctx = Context(self.root, self.state)
+        self._lock: LockFile | None = None
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Pipeline:
+        return cls(load_pipeline(find_pipeline(path)))
+
+    @property
+    def stages(self) -> dict[str, Stage]:
+        return self.spec.stages
+
+    @property
+    def lock(self) -> LockFile:
+        if self._lock is None:
+            self._lock = LockFile(self.root / LOCK_FILE)
+        return self._lock
+
+    def status(self, targets: list[str] | None = None, *, single: bool = False,
+               downstream: bool = False) -> RunResult:
+        """What `repro` would run and why; runs nothing."""
+        return self.repro(targets, single=single, downstream=downstream, dry_run=True)
+
+    def repro(self, targets: list[str] | None = None, *, force: bool = False, single: bool = False,
+              downstream: bool = False, dry_run: bool = False, keep_going: bool = False,
+              jobs: int = 1, on_start: Callable[[str, dict[str, Any]], None] | None = None,
+              on_done: Callable[[StageResult], None] | None = None,
+              on_recover: Callable[[int], None] | None = None) -> RunResult:
+        """Bring the selected stages up to date (all by default) and record them in pipeline.lock."""
+        order = self.graph.select(targets, single=single, downstream=downstream)
+        self._check_inputs(order)
+        ops = _StageOps(self, force=force)
+        frozen = {n for n in order if self.stages[n].frozen}
+        try:
+            if dry_run:
+                return runner.run(order, self.graph.upstream, ops, frozen=frozen, dry_run=True,
+                                  on_done=on_done)
+            with ProjectLock(self.root / STATE_DIR) as mutex:
+                if mutex.stale_pid and on_recover:
+                    on_recover(mutex.stale_pid)
+                self.lock.keep_only(set(self.stages))
+                return runner.run(order, self.graph.upstream, ops, frozen=frozen,
+                                  keep_going=keep_going, jobs=jobs, on_start=on_start,
+                                  on_done=on_done)
+        finally:
+            self.state.close()
+
+    def dag(self, fmt: str = "ascii") -> str:
+        return {"ascii": self.graph.ascii, "mermaid": self.graph.mermaid, "dot": self.graph.dot}[fmt]()
+
+    def _check_inputs(self, order: list[str]) -> None:
+        """Fail before anything runs on a dep that is missing and that no stage produces, or bad params."""
+        produced = set(self.graph.producers)
+        for name in order:
+            stage = self.stages[name]
+            for i, dep in enumerate(stage.deps):
+                if (isinstance(dep, PathDep) and not self.graph.producers_of(dep)
+                        and not (self.root / dep.path).exists()):
+                    raise self.spec.doc.error(("stages", name, "deps", i),
+                                              f"dependency '{dep.path}' does not exist and no stage"
+                                              " produces it")
+            for params in stage.params:
+                if params.file not in produced:
+                    params.measure(self.ctx)
+
+
+class _StageOps:
+    """How the runner checks, runs and records this pipeline's stages."""
+
+    def __init__(self, pipeline: Pipeline, *, force: bool) -> None:
+        self.p = pipeline
+        self.force = force
+        self.measured: dict[str, Measured] = {}
+
+    def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]:
+        stage = self.p.stages[name]
+        deps = self.measured[name] = measure_deps(stage, self.p.ctx)
+        outs = measure_outs(stage, self.p.ctx)
+        reasons = stage_reasons(stage, self.p.lock.get(name), deps, outs, forced=self.force)
+        if upstream_would_run:
+            reasons["upstream changed"] = upstream_would_run
+        return reasons
+
+    def execute(self, name: str, procs: Processes) -> int:
+        stage = self.p.stages[name]
+        cwd = str(self.p.root / stage.wdir)
+        env = {**os.environ, "HPIPE_STAGE": name, "HPIPE_ROOT": str(self.p.root)}
+        if stage.cmd is not None:
+            for command in shell_commands(stage.cmd):
+                if code := procs.run(command, shell=True, cwd=cwd, env=env):
+                    return code
+            return 0
+        paths = [cwd, str(self.p.root), *filter(None, [env.get("PYTHONPATH")])]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        argv = [sys.executable, "-m", "hangar_pipe.call", stage.target or "",
+                json.dumps(stage.with_)]
+        return procs.run(argv, shell=False, cwd=cwd, env=env)
+
+    def record(self, name: str) -> None:
+        stage = self.p.stages[name]
+        self.p.ctx.forget_params()  # the stage may have written a params file
+        outs = measure_outs(stage, self.p.ctx)
+        if missing := [k for k, rec in outs.items() if rec is None]:
+            raise StageError(f"command succeeded but did not produce {', '.join(missing)}")
+        self.p.lock.set(name, lock_entry(stage, self.measured[name], outs))

@@ -1,0 +1,322 @@
+"""pipeline.yaml: parse and validate into typed stage definitions, every error with file, line and key."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import os
+import posixpath
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hangar_pipe.deps import CodeDep, Kind, ParamsDep, PathDep, PathOut
+from hangar_pipe.yamlfile import KeyPath, YamlDoc, keypath_str, load_yaml
+
+PIPELINE_FILE = "pipeline.yaml"
+PARAMS_FILE = "params.yaml"
+STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+#: Built-in stages for `uses: NAME` (no colon): name -> "module:callable".
+BUILTIN_STAGES: dict[str, str] = {}
+
+#: Extra dependency/output kinds written as `- KIND: ...` mappings (e.g. `hangar`):
+#: kind -> parser(spec_context, value, keypath, is_out) -> Kind.
+KIND_PARSERS: dict[str, Callable[[SpecContext, Any, KeyPath, bool], Kind]] = {}
+
+_TOP_KEYS = {"data": dict, "stages": dict}
+_DATA_KEYS = {"repo": str, "ref": str}
+_STAGE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "desc": str, "cmd": (str, list), "uses": str, "with": dict, "wdir": str,
+    "deps": list, "params": list, "outs": list, "metrics": list, "plots": list,
+    "always_changed": bool, "frozen": bool,
+}
+_OUT_OPTIONS = {"cache": bool, "desc": str}
+_TYPE_NAMES = {str: "a string", list: "a list", dict: "a mapping", bool: "true or false"}
+
+
+@dataclass(frozen=True)
+class DataDefaults:
+    """The `data:` section: the Hangar repo (relative to the project) and ref stages read by default."""
+
+    repo: str = "."
+    ref: str | None = None
+
+
+@dataclass
+class Stage:
+    name: str
+    cmd: str | list[str] | None
+    uses: str | None
+    with_: dict[str, Any]
+    wdir: str  # relative to the project root, "." for the root itself
+    deps: list[Kind]
+    params: list[ParamsDep]
+    outs: list[Kind]
+    desc: str | None = None
+    always_changed: bool = False
+    frozen: bool = False
+    line: int | None = None
+
+    @property
+    def target(self) -> str | None:
+        """`uses` resolved to 'module:callable' (built-in names expanded)."""
+        return None if self.uses is None else BUILTIN_STAGES.get(self.uses, self.uses)
+
+    def definition(self) -> dict[str, Any]:
+        """The stage's own fields as recorded in the lock (command, callable, kwargs, wdir)."""
+        d: dict[str, Any] = {"cmd": self.cmd} if self.cmd is not None else {
+            "uses": self.uses, "with": self.with_}
+        if self.wdir != ".":
+            d["wdir"] = self.wdir
+        return d
+
+    def all_deps(self) -> list[Kind]:
+        return [*self.deps, *self.params]
+
+
+@dataclass
+class PipelineSpec:
+    root: Path
+    file: str
+    data: DataDefaults
+    doc: YamlDoc
+    stages: dict[str, Stage] = field(default_factory=dict)
+
+
+@dataclass
+class SpecContext:
+    """Passed to kind parsers: the document (for errors), the root, the stage being parsed."""
+
+    doc: YamlDoc
+    root: Path
+    wdir: str
+    data: DataDefaults
+
+    def error(self, path: KeyPath, message: str) -> Exception:
+        return self.doc.error(path, message)
+
+    def path(self, value: Any, keypath: KeyPath) -> str:
+        """A path relative to the stage's wdir, normalised to a project-relative posix path."""
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(keypath, "expected a non-empty path string")
+        return normalize_path(self, value, keypath)
+
+
+def normalize_path(ctx: SpecContext, value: str, keypath: KeyPath) -> str:
+    if os.path.isabs(value):
+        try:
+            value = os.path.relpath(value, ctx.root)
+        except ValueError:
+            raise ctx.error(keypath, f"path '{value}' is outside the project") from None
+        joined = posixpath.normpath(value.replace(os.sep, "/"))
+    else:
+        joined = posixpath.normpath(posixpath.join(ctx.wdir, value))
+    if joined == ".." or joined.startswith("../"):
+        raise ctx.error(keypath, f"path '{value}' is outside the project")
+    return joined
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_keys(doc: YamlDoc, value: dict[str, Any], allowed: dict[str, Any], path: KeyPath) -> None:
+    for key, item in value.items():
+        if key not in allowed:
+            raise doc.error(path + (key,), f"unknown key '{key}'{_suggest(str(key), list(allowed))}")
+        expected = allowed[key]
+        if not isinstance(item, expected) or (expected is not bool and isinstance(item, bool)):
+            types = expected if isinstance(expected, tuple) else (expected,)
+            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+            raise doc.error(path + (key,), f"expected {want}, got {type(item).__name__}")
+
+
+def load_pipeline(path: Path) -> PipelineSpec:
+    """Read and validate pipeline.yaml (path to the file)."""
+    root = path.parent.resolve()
+    doc = load_yaml(path, path.name)
+    top = doc.data
+    if top is None:
+        top = {}
+    if not isinstance(top, dict):
+        raise doc.error((), "expected a mapping with a 'stages' key")
+    _check_keys(doc, top, _TOP_KEYS, ())
+    data_raw = top.get("data") or {}
+    _check_keys(doc, data_raw, _DATA_KEYS, ("data",))
+    data = DataDefaults(repo=data_raw.get("repo", "."), ref=data_raw.get("ref"))
+    spec = PipelineSpec(root, path.name, data, doc)
+    for name, body in (top.get("stages") or {}).items():
+        keypath: KeyPath = ("stages", name)
+        if not isinstance(name, str) or not STAGE_NAME.match(name):
+            raise doc.error(keypath, f"invalid stage name '{name}' (letters, digits, _ . -)")
+        spec.stages[name] = _parse_stage(doc, root, data, name, body, keypath)
+    return spec
+
+
+def _parse_stage(doc: YamlDoc, root: Path, data: DataDefaults, name: str, body: Any,
+                 keypath: KeyPath) -> Stage:
+    if not isinstance(body, dict):
+        raise doc.error(keypath, "expected a mapping with 'cmd' or 'uses'")
+    _check_keys(doc, body, _STAGE_KEYS, keypath)
+    if ("cmd" in body) == ("uses" in body):
+        raise doc.error(keypath, "a stage needs exactly one of 'cmd' or 'uses'")
+    if "with" in body and "uses" not in body:
+        raise doc.error(keypath + ("with",), "'with' gives arguments to 'uses'; this stage has 'cmd'")
+    cmd = body.get("cmd")
+    if isinstance(cmd, list) and (not cmd or not all(isinstance(c, str) and c.strip() for c in cmd)):
+        raise doc.error(keypath + ("cmd",), "expected a non-empty list of command strings")
+    if isinstance(cmd, str) and not cmd.strip():
+        raise doc.error(keypath + ("cmd",), "the command is empty")
+    ctx = SpecContext(doc, root, ".", data)
+    wdir = ctx.path(body["wdir"], keypath + ("wdir",)) if "wdir" in body else "."
+    ctx.wdir = wdir
+
+    deps: list[Kind] = [_parse_entry(ctx, e, keypath + ("deps", i), False)
+                        for i, e in enumerate(body.get("deps", []))]
+    outs: list[Kind] = []
+    for section, role in (("outs", "out"), ("metrics", "metric"), ("plots", "plot")):
+        for i, entry in enumerate(body.get(section, [])):
+            outs.append(_parse_entry(ctx, entry, keypath + (section, i), True, role))
+    _no_duplicates(doc, deps, keypath + ("deps",))
+    _no_duplicates(doc, outs, keypath + ("outs",))
+    stage = Stage(name=name, cmd=cmd, uses=body.get("uses"), with_=body.get("with", {}),
+                  wdir=wdir, deps=deps, params=_parse_params(ctx, body.get("params", []), keypath),
+                  outs=outs, desc=body.get("desc"), always_changed=body.get("always_changed", False),
+                  frozen=body.get("frozen", False), line=doc.line(keypath))
+    if stage.uses is not None:
+        stage.deps.append(_code_dep(ctx, stage, keypath + ("uses",)))
+    return stage
+
+
+def _parse_entry(ctx: SpecContext, entry: Any, keypath: KeyPath, is_out: bool,
+                 role: str = "out") -> Kind:
+    if isinstance(entry, str):
+        path = ctx.path(entry, keypath)
+        return PathOut(path, role=role) if is_out else PathDep(path)
+    if isinstance(entry, dict) and len(entry) == 1:
+        (key, value), = entry.items()
+        if key in KIND_PARSERS:
+            return KIND_PARSERS[key](ctx, value, keypath + (key,), is_out)
+        if is_out and (value is None or isinstance(value, dict)):  # `- path: {cache: false}`
+            options = value or {}
+            _check_keys(ctx.doc, options, _OUT_OPTIONS, keypath + (key,))
+            return PathOut(ctx.path(key, keypath), role=role, cache=options.get("cache", True))
+        if not is_out:
+            kinds = list(KIND_PARSERS)
+            hint = _suggest(str(key), kinds) or (f" (known kinds: {', '.join(kinds)})" if kinds else "")
+            raise ctx.error(keypath + (key,), f"unknown dependency kind '{key}'{hint}")
+    what = "an output path" if is_out else "a path"
+    raise ctx.error(keypath, f"expected {what} or a one-key mapping, got {type(entry).__name__}")
+
+
+def _no_duplicates(doc: YamlDoc, items: list[Kind], keypath: KeyPath) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.key in seen:
+            raise doc.error(keypath, f"'{item.key}' is listed twice")
+        seen.add(item.key)
+
+
+def _parse_params(ctx: SpecContext, entries: list[Any], keypath: KeyPath) -> list[ParamsDep]:
+    by_file: dict[str, list[tuple[str, tuple[str, int | None, str]]]] = {}
+    default_file = PARAMS_FILE  # params.yaml beside pipeline.yaml
+
+    def add(file: str, key: Any, kp: KeyPath) -> None:
+        if not isinstance(key, str) or not key:
+            raise ctx.error(kp, "expected a dotted key such as 'train.lr'")
+        keys = by_file.setdefault(file, [])
+        if any(k == key for k, _ in keys):
+            raise ctx.error(kp, f"param '{key}' is listed twice")
+        keys.append((key, (ctx.doc.file, ctx.doc.line(kp), keypath_str(kp))))
+
+    for i, entry in enumerate(entries):
+        kp = keypath + ("params", i)
+        if isinstance(entry, str):
+            add(default_file, entry, kp)
+        elif isinstance(entry, dict):
+            for file, keys in entry.items():
+                rel = ctx.path(file, kp + (file,))
+                if not isinstance(keys, list) or not keys:
+                    raise ctx.error(kp + (file,), f"expected a list of keys in {file}")
+                for j, key in enumerate(keys):
+                    add(rel, key, kp + (file, j))
+        else:
+            raise ctx.error(kp, "expected a key or {file: [keys]}")
+    return [ParamsDep(file, tuple(k for k, _ in keys), tuple(w for _, w in keys))
+            for file, keys in by_file.items()]
+
+
+def _code_dep(ctx: SpecContext, stage: Stage, keypath: KeyPath) -> CodeDep:
+    """Find the module file of `uses: module:callable` without importing it, and check the callable."""
+    target = stage.target or ""
+    if ":" not in target:
+        known = ", ".join(sorted(BUILTIN_STAGES)) or "none yet"
+        raise ctx.error(keypath, f"'{target}' is neither 'module:callable' nor a built-in stage"
+                                 f" (built-ins: {known}){_suggest(target, list(BUILTIN_STAGES))}")
+    module, _, attr = target.partition(":")
+    file = find_module_file(module, [str(ctx.root / stage.wdir), str(ctx.root)])
+    if file is None:
+        raise ctx.error(keypath, f"cannot import module '{module}' for '{target}'")
+    if not attr.isidentifier() or not _defines(file, attr):
+        raise ctx.error(keypath, f"module '{module}' ({file}) has no callable '{attr}'")
+    return CodeDep(module, file)
+
+
+def find_module_file(module: str, extra_paths: list[str]) -> str | None:
+    """The .py file of a module, looked up on the paths without executing any package code."""
+    parts = module.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return None
+    for base in [*extra_paths, *sys.path]:
+        stem = os.path.join(base or ".", *parts)
+        for candidate in (stem + ".py", os.path.join(stem, "__init__.py")):
+            if os.path.isfile(candidate):
+                return os.path.abspath(candidate)
+    try:  # compiled or zipped modules: let importlib find it (imports parent packages)
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    return found.origin if found and found.origin and os.path.isfile(found.origin) else None
+
+
+def _defines(file: str, name: str) -> bool:
+    """Whether a module's source defines or imports `name` at top level (star imports: assume yes)."""
+    if not file.endswith(".py"):
+        return True
+    try:
+        with open(file, "rb") as fh:
+            tree = ast.parse(fh.read(), file)
+    except (OSError, SyntaxError, ValueError):
+        return True  # the subprocess will report the real error
+    for node in _top_level(tree.body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return True
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*" or (alias.asname or alias.name.split(".")[0]) == name:
+                    return True
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            return True
+    return False
+
+
+def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Statements run at import time, including those inside top-level if/try/with blocks."""
+    out: list[ast.stmt] = []
+    for node in body:
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            nested = [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
+            for handler in getattr(node, "handlers", []):
+                nested.extend(handler.body)
+            out.extend(_top_level(nested))
+        else:
+            out.append(node)
+    return out
