@@ -97,8 +97,8 @@ class SpecContext:
     wdir: str
     data: DataDefaults
 
-    def error(self, path: KeyPath, message: str) -> Exception:
-        return self.doc.error(path, message)
+    def error(self, path: KeyPath, message: str, at: KeyPath | None = None) -> Exception:
+        return self.doc.error(path, message, at)
 
     def path(self, value: Any, keypath: KeyPath) -> str:
         """A path relative to the stage's wdir, normalised to a project-relative posix path."""
@@ -110,10 +110,10 @@ class SpecContext:
 def normalize_path(ctx: SpecContext, value: str, keypath: KeyPath) -> str:
     if os.path.isabs(value):
         try:
-            value = os.path.relpath(value, ctx.root)
+            relative = os.path.relpath(value, ctx.root)
         except ValueError:
             raise ctx.error(keypath, f"path '{value}' is outside the project") from None
-        joined = posixpath.normpath(value.replace(os.sep, "/"))
+        joined = posixpath.normpath(relative.replace(os.sep, "/"))
     else:
         joined = posixpath.normpath(posixpath.join(ctx.wdir, value))
     if joined == ".." or joined.startswith("../"):
@@ -129,7 +129,8 @@ def _suggest(word: str, choices: list[str]) -> str:
 def _check_keys(doc: YamlDoc, value: dict[str, Any], allowed: dict[str, Any], path: KeyPath) -> None:
     for key, item in value.items():
         if key not in allowed:
-            raise doc.error(path + (key,), f"unknown key '{key}'{_suggest(str(key), list(allowed))}")
+            raise doc.error(path, f"unknown key '{key}'{_suggest(str(key), list(allowed))}",
+                            at=path + (key,))
         expected = allowed[key]
         if not isinstance(item, expected) or (expected is not bool and isinstance(item, bool)):
             types = expected if isinstance(expected, tuple) else (expected,)
@@ -210,7 +211,7 @@ def _parse_entry(ctx: SpecContext, entry: Any, keypath: KeyPath, is_out: bool,
         if not is_out:
             kinds = list(KIND_PARSERS)
             hint = _suggest(str(key), kinds) or (f" (known kinds: {', '.join(kinds)})" if kinds else "")
-            raise ctx.error(keypath + (key,), f"unknown dependency kind '{key}'{hint}")
+            raise ctx.error(keypath, f"unknown dependency kind '{key}'{hint}", at=keypath + (key,))
     what = "an output path" if is_out else "a path"
     raise ctx.error(keypath, f"expected {what} or a one-key mapping, got {type(entry).__name__}")
 

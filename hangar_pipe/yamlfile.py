@@ -39,8 +39,9 @@ class YamlDoc:
             path = path[:-1]
         return self.lines.get(())
 
-    def error(self, path: KeyPath, message: str) -> UserError:
-        return UserError(message, file=self.file, line=self.line(path),
+    def error(self, path: KeyPath, message: str, at: KeyPath | None = None) -> UserError:
+        """An error about the value at `path`, reported at the line of `at` (default: path)."""
+        return UserError(message, file=self.file, line=self.line(path if at is None else at),
                          key=keypath_str(path) or None)
 
 

@@ -1,0 +1,43 @@
+"""hangar 0.5.2 on today's numpy/protobuf through hangar_pipe.compat: import, write, commit, read back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hangar_pipe import compat
+
+
+def test_typedict_has_type_numbers_and_char_codes() -> None:
+    compat.patch_numpy()
+    assert np.typeDict[np.dtype(np.float32).num] is np.float32
+    assert np.typeDict["f"] is np.float32
+    assert np.typeDict["uint8"] is np.uint8
+    assert np.bool is np.bool_ or np.bool is bool
+    assert np.math.ceil(1.2) == 2
+
+
+@pytest.mark.parametrize("backend", ["00", "01", "10"])
+def test_round_trip_on_every_backend(tmp_path, backend: str) -> None:
+    hangar = compat.import_hangar()
+    with compat.quiet():
+        repo = hangar.Repository(tmp_path, exists=False)
+        repo.init(user_name="t", user_email="t@example.com", remove_old=True)
+        co = repo.checkout(write=True)
+    rng = np.random.default_rng(0)
+    arrays = {i: rng.random(784, dtype=np.float32) for i in range(20)}
+    col = co.add_ndarray_column("imgs", shape=(784,), dtype=np.float32, backend=backend)
+    labels = co.add_ndarray_column("labels", shape=(1,), dtype=np.int64)
+    with col, labels:
+        for i, arr in arrays.items():
+            col[i] = arr
+            labels[i] = np.array([i % 10], dtype=np.int64)
+    digest = co.commit("first")
+    co.close()
+    with compat.quiet():
+        reader = repo.checkout(commit=digest)
+    assert reader.columns["imgs"].backend == backend
+    for i, arr in arrays.items():
+        np.testing.assert_array_equal(reader["imgs", i], arr)
+        assert reader["labels", i][0] == i % 10
+    reader.close()

@@ -1,0 +1,148 @@
+"""The pieces under the CLI: fingerprints and the stat cache, the lock file, the graph, the Python API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import xxhash
+import yaml
+from conftest import Project
+
+from hangar_pipe import Pipeline, UserError, fingerprint
+from hangar_pipe.deps import compare_values
+from hangar_pipe.lock import LockFile
+from hangar_pipe.state import StateDB
+
+
+def _backdate(path: str) -> None:
+    old = time.time() - 60
+    os.utime(path, (old, old))
+
+
+def test_file_hash_is_xxh3_128(tmp_path) -> None:
+    data = os.urandom(5 * fingerprint.CHUNK + 123)
+    (tmp_path / "f").write_bytes(data)
+    assert fingerprint.hash_file(tmp_path / "f") == xxhash.xxh3_128_hexdigest(data)
+
+
+def test_folder_hash_is_a_sorted_manifest(tmp_path) -> None:
+    for rel, text in (("b/x", "1"), ("a", "2"), ("b/y/z", "3")):
+        (tmp_path / "d" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "d" / rel).write_text(text)
+    fp = fingerprint.fingerprint_path(str(tmp_path / "d"))
+    manifest = "".join(f"{rel}\0{xxhash.xxh3_128_hexdigest(t.encode())}\n"
+                       for rel, t in (("a", "2"), ("b/x", "1"), ("b/y/z", "3")))
+    assert fp == fingerprint.Fingerprint(xxhash.xxh3_128_hexdigest(manifest.encode()), 3, 3)
+    (tmp_path / "d/b/x").rename(tmp_path / "d/b/w")  # a rename changes the folder's hash
+    assert fingerprint.fingerprint_path(str(tmp_path / "d")).hash != fp.hash
+    assert fingerprint.fingerprint_path(str(tmp_path / "missing")) is None
+
+
+def test_stat_cache_skips_rereading_unchanged_files(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 1000)
+    _backdate(str(path))
+    reads: list[str] = []
+    real = fingerprint.hash_file
+    monkeypatch.setattr(fingerprint, "hash_file", lambda p: reads.append(str(p)) or real(p))
+    db = StateDB(tmp_path / ".hpipe")
+    first = fingerprint.fingerprint_path(str(path), db)
+    db.close()
+    assert len(reads) == 1
+    db = StateDB(tmp_path / ".hpipe")  # a new process would see the same database
+    assert fingerprint.fingerprint_path(str(path), db) == first
+    assert len(reads) == 1, "unchanged file was not re-read"
+    path.write_bytes(b"y" * 1000)  # same size, new content and mtime
+    _backdate(str(path))
+    os.utime(path, (time.time() - 30, time.time() - 30))
+    assert fingerprint.fingerprint_path(str(path), db).hash != first.hash
+    assert len(reads) == 2
+    db.close()
+
+
+def test_recently_written_files_are_not_cached(tmp_path) -> None:
+    path = tmp_path / "fresh"
+    path.write_text("a")
+    db = StateDB(tmp_path / ".hpipe")
+    fingerprint.fingerprint_path(str(path), db)
+    db.flush()
+    assert db.get(str(path), os.stat(path)) is None  # could still change within its mtime tick
+
+
+def test_lock_file_round_trip_and_order(tmp_path) -> None:
+    lock = LockFile(tmp_path / "pipeline.lock")
+    lock.set("zeta", {"cmd": "z", "outs": [{"path": "z", "hash": "00", "size": 1}]})
+    lock.set("alpha", {"cmd": "a"})
+    text = (tmp_path / "pipeline.lock").read_text()
+    assert text.index("alpha:") < text.index("zeta:")
+    again = LockFile(tmp_path / "pipeline.lock")
+    assert again.entries == {"alpha": {"cmd": "a"}, "zeta": lock.get("zeta")}
+    again.set("mid", {"cmd": "m"})
+    assert list(yaml.safe_load((tmp_path / "pipeline.lock").read_text())["stages"]) == [
+        "alpha", "mid", "zeta"]
+
+
+def test_compare_values() -> None:
+    assert compare_values({"a": 1, "b": {"c": 1, "d": 2}, "gone": 0},
+                          {"a": 2, "b": {"c": 1, "e": 3}, "added": 1}) == {
+        "a": "modified", "added": "new", "b.d": "deleted", "b.e": "new", "gone": "removed"}
+    assert compare_values({"a": [1, 2]}, {"a": [1, 2]}) == {}
+
+
+def test_python_api(three_stage: Project, monkeypatch) -> None:
+    pipeline = Pipeline.load(three_stage.root)
+    status = pipeline.status()
+    assert [(r.name, r.state) for r in status.stages] == [
+        ("prepare", "would run"), ("train", "would run"), ("evaluate", "would run")]
+    assert status["prepare"].reasons == {"no lock entry": True}
+    monkeypatch.chdir(three_stage.root)
+    result = Pipeline.load().repro(["train"])
+    assert result.ok and result.named("ran") == ["prepare", "train"]
+    assert Pipeline.load().status(["evaluate"], single=True)["evaluate"].reasons == {"no lock entry": True}
+    assert not Pipeline.load().status(["train"]).changed
+    assert Pipeline.load().dag("dot").startswith("digraph")
+    with pytest.raises(UserError, match="unknown stage 'nope'"):
+        Pipeline.load().status(["nope"])
+
+
+def test_dag_ascii(project: Project) -> None:
+    project.pipeline("""
+        stages:
+          a: {cmd: echo a > a, outs: [a]}
+          b: {cmd: cat a > b, deps: [a], outs: [b]}
+          c: {cmd: cat a > c, deps: [a], outs: [c]}
+          d: {cmd: cat b c > d, deps: [b, c], outs: [d]}
+    """)
+    assert project.hpipe("dag").out == ("a\n├── b\n│   └── d\n└── c\n    └── d (see above)\n")
+    dot = project.hpipe("dag", "--dot").out
+    assert '"a" -> "b";' in dot and '"c" -> "d";' in dot
+
+
+def test_init_writes_starters_and_never_overwrites(project: Project) -> None:
+    project.write(".gitignore", "*.pyc")
+    done = project.hpipe("init")
+    assert "wrote pipeline.yaml" in done.out and "added .hpipe/ to .gitignore" in done.out
+    assert project.read(".gitignore") == "*.pyc\n.hpipe/\n"
+    assert "#" in project.read("pipeline.yaml")
+    project.hpipe("repro")  # the starter pipeline runs as written
+    project.write("params.yaml", "mine: 1\n")
+    done = project.hpipe("init")
+    assert "pipeline.yaml exists, left as it is" in done.out
+    assert project.read("params.yaml") == "mine: 1\n"
+    assert project.read(".gitignore").count(".hpipe/") == 1
+
+
+def test_noop_path_imports_neither_torch_nor_hangar(three_stage: Project) -> None:
+    three_stage.hpipe("repro")
+    code = ("import sys, runpy; sys.argv = ['hpipe', 'repro'];\n"
+            "try: runpy.run_module('hangar_pipe.cli', run_name='__main__')\n"
+            "except SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'hangar') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=three_stage.root, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().endswith("[]"), out
+    assert "Everything is up to date." in out
