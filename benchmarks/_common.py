@@ -29,6 +29,10 @@ SITE_CACHE = WORK / "dvc-site-cache"
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(SITE_CACHE)}
 
 
+Cmd = Sequence["str | os.PathLike[str]"]
+Job = tuple[Cmd, Path, "str | None"]  # a command, its working folder, text its output must contain
+
+
 @dataclass
 class Timing:
     """Wall times in seconds of repeated runs of one command."""
@@ -44,7 +48,7 @@ class Timing:
         return min(self.samples)
 
 
-def run(cmd: Sequence[str | os.PathLike[str]], cwd: Path, expect: str | None = None) -> str:
+def run(cmd: Cmd, cwd: Path, expect: str | None = None) -> str:
     """Run a command, fail loudly on a non-zero exit, check `expect` is in its output, return the output."""
     proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=ENV, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
@@ -55,19 +59,30 @@ def run(cmd: Sequence[str | os.PathLike[str]], cwd: Path, expect: str | None = N
     return out
 
 
-def timed(cmd: Sequence[str | os.PathLike[str]], cwd: Path, expect: str | None = None) -> tuple[float, str]:
+def timed(cmd: Cmd, cwd: Path, expect: str | None = None) -> tuple[float, str]:
     """One run of a command: (wall seconds, output)."""
     t0 = time.perf_counter()
     out = run(cmd, cwd, expect)
     return time.perf_counter() - t0, out
 
 
-def bench(cmd: Sequence[str | os.PathLike[str]], cwd: Path, reps: int = 7, warmup: int = 1,
+def bench(cmd: Cmd, cwd: Path, reps: int = 7, warmup: int = 1,
           expect: str | None = None) -> Timing:
     """`warmup` untimed runs, then `reps` timed runs of the same command."""
+    return bench_interleaved({"": (cmd, cwd, expect)}, reps, warmup)[""]
+
+
+def bench_interleaved(cmds: dict[str, Job], reps: int = 7, warmup: int = 1) -> dict[str, Timing]:
+    """Time several commands round-robin (a, b, c, a, b, c, ...), so a burst of load from another
+    process on the machine hits all of them alike."""
     for _ in range(warmup):
-        run(cmd, cwd, expect)
-    return Timing([timed(cmd, cwd, expect)[0] for _ in range(reps)])
+        for cmd, cwd, expect in cmds.values():
+            run(cmd, cwd, expect)
+    samples: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(reps):
+        for name, (cmd, cwd, expect) in cmds.items():
+            samples[name].append(timed(cmd, cwd, expect)[0])
+    return {name: Timing(xs) for name, xs in samples.items()}
 
 
 def ensure_dvc() -> Path:
@@ -120,11 +135,14 @@ def twin_projects(name: str, stages: dict[str, dict[str, object]], files: dict[s
     return base / "hpipe", base / "dvc"
 
 
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def machine() -> str:
-    """One line describing where and when this ran."""
-    load = Path("/proc/loadavg").read_text().split()[:3]
+    """One line describing where and when this ran (call it before the measurements)."""
     return (f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {os.cpu_count()} CPUs; "
-            f"Python {platform.python_version()}; {platform.platform()}; load average {' '.join(load)}")
+            f"Python {platform.python_version()}; {platform.platform()}; load average at start {loadavg()}")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import ENV, HPIPE, bench, machine, run, table, twin_projects
+from _common import ENV, HPIPE, Cmd, bench_interleaved, loadavg, machine, run, table, twin_projects
 
 FORBIDDEN = {"torch", "hangar"}
 STAGES: dict[str, dict[str, object]] = {
@@ -65,7 +65,8 @@ def importtime(args: list[str], cwd: Path) -> Trace:
             continue
         self_us, cumulative_us, name = line.removeprefix("import time:").split("|")
         stripped = name.lstrip()
-        entries.append(Entry(stripped.strip(), (len(name) - len(stripped) - 1) // 2, int(self_us), int(cumulative_us)))
+        depth = (len(name) - len(stripped) - 1) // 2
+        entries.append(Entry(stripped.strip(), depth, int(self_us), int(cumulative_us)))
     return Trace(wall, entries)
 
 
@@ -77,6 +78,7 @@ def typical(args: list[str], cwd: Path) -> Trace:
 
 
 def main() -> None:
+    where = machine()
     folder, _ = twin_projects("imports", STAGES, FILES, None)
     run([HPIPE, "repro"], folder, expect="1 ran")
     cli = ["-m", "hangar_pipe.cli"]
@@ -84,24 +86,23 @@ def main() -> None:
     alone = [importtime(["-c", "import hangar_pipe.cli"], folder).cumulative_ms("hangar_pipe.cli")
              for _ in range(REPS)]
     py = sys.executable
-    steps = {  # wall time without -X importtime, each step adding to the one before
+    steps: dict[str, Cmd] = {  # wall time without -X importtime, each step adding to the one before
         "python -c pass (interpreter start)": [py, "-c", "pass"],
         "python -c 'import hangar_pipe.cli'": [py, "-c", "import hangar_pipe.cli"],
-        "... plus typer._adapters (pydantic), imported when typer parses the arguments":
-            [py, "-c", "import hangar_pipe.cli, typer._adapters"],
         "hpipe status (whole command)": [HPIPE, "status"],
     }
-    walls = {label: bench(cmd, folder, reps=7).median for label, cmd in steps.items()}
+    walls = {k: t.median for k, t in bench_interleaved({k: (c, folder, None) for k, c in steps.items()}).items()}
 
     print("## Imports of the hpipe CLI (no-op pipeline)\n")
-    print(f"Machine: {machine()}\n")
+    print(f"Machine: {where}; load average at end {loadavg()}\n")
     rows = [[f"python -m hangar_pipe.cli {cmd}", f"{t.wall:.3f}", f"{t.total_ms:.1f}", len(t.entries),
              ", ".join(t.forbidden()) or "none"] for cmd, t in traces.items()]
     print(table(["command (median of 5 by import time)", "wall s", "all imports ms", "modules",
                  "torch/hangar imported"], rows))
     print(f"\n`import hangar_pipe.cli` alone: {statistics.median(alone):.1f} ms cumulative"
           f" (median of {REPS}, min {min(alone):.1f} ms)\n")
-    print(table(["wall time, no -X importtime (median of 7)", "s"], [[k, v] for k, v in walls.items()]))
+    print(table(["wall time without -X importtime (median of 7, interleaved)", "s"],
+                [[k, v] for k, v in walls.items()]))
     print()
     top = sorted(traces["status"].entries, key=lambda e: -e.cumulative_us)[:8]
     print("Top 8 modules by cumulative import time (`status`; nesting 0 = imported by hpipe itself):\n")

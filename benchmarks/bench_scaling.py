@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import HPIPE, bench, dvc_version, ensure_dvc, machine, ratio, table, timed, twin_projects
+from _common import HPIPE, bench, dvc_version, ensure_dvc, loadavg, machine, ratio, table, timed, twin_projects
 
 HPIPE_OK, DVC_OK = "Everything is up to date.", "Data and pipelines are up to date."
 
@@ -26,6 +27,7 @@ class Result:
     first: float
     rerun: float
     noop: float
+    load: str  # 1-minute load average when this measurement started
 
 
 def chain(n: int) -> dict[str, dict[str, object]]:
@@ -36,8 +38,10 @@ def chain(n: int) -> dict[str, dict[str, object]]:
     return stages
 
 
-def measure(tool: list[str | Path], folder: Path, n: int, ran: str, up_to_date: str, noop_reps: int) -> Result:
+def measure(tool: Sequence[str | Path], folder: Path, n: int, ran: str, up_to_date: str, noop_reps: int) -> Result:
     """First run, full rerun after the input changes, no-op; checks each time that all N stages ran."""
+    load = loadavg().split()[0]
+
     def repro() -> float:
         seconds, out = timed([*tool, "repro"], folder)
         if out.count(ran) != n:
@@ -50,7 +54,7 @@ def measure(tool: list[str | Path], folder: Path, n: int, ran: str, up_to_date: 
     if (folder / f"s{n - 1:03d}.txt").read_text() != "changed input\n":
         raise SystemExit(f"{tool[0]}: the last stage's output does not hold the new input")
     noop = bench([*tool, "repro"], folder, reps=noop_reps, expect=up_to_date).median
-    return Result(first, rerun, noop)
+    return Result(first, rerun, noop, load)
 
 
 def main() -> None:
@@ -61,6 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     dvc = None if args.no_dvc else ensure_dvc()
+    where = machine() + (f"; dvc {dvc_version(dvc)}" if dvc else "; DVC skipped")
     results: dict[tuple[str, int], Result] = {}
     for n in sizes:
         hp_dir, dvc_dir = twin_projects(f"chain{n}", chain(n), {"in.txt": "input\n"}, dvc)
@@ -73,7 +78,7 @@ def main() -> None:
 
     tools = ["hpipe"] + (["dvc"] if dvc else [])
     print("## Scaling: chain of N `cp` stages (wall seconds; ms/stage = time / N)\n")
-    print(f"Machine: {machine()}" + (f"; dvc {dvc_version(dvc)}" if dvc else "; DVC skipped") + "\n")
+    print(f"Machine: {where}; load average at end {loadavg()}\n")
     rows: list[list[object]] = []
     for tool in tools:
         prev: tuple[int, float] | None = None
@@ -81,10 +86,10 @@ def main() -> None:
             r = results[tool, n]
             marginal = f"{1000 * (r.rerun - prev[1]) / (n - prev[0]):.1f}" if prev else "-"
             rows.append([n, tool, r.first, f"{1000 * r.first / n:.1f}", r.rerun,
-                         f"{1000 * r.rerun / n:.1f}", marginal, r.noop])
+                         f"{1000 * r.rerun / n:.1f}", marginal, r.noop, r.load])
             prev = (n, r.rerun)
     print(table(["N", "tool", "first run s", "ms/stage", "full rerun s", "ms/stage",
-                 "marginal rerun ms/stage", "no-op s (median)"], rows))
+                 "marginal rerun ms/stage", "no-op s (median)", "load"], rows))
     print("\nmarginal = (rerun(N) - rerun(previous N)) / (N - previous N): flat when total time is linear in N,"
           " growing when it is quadratic.")
     if dvc:

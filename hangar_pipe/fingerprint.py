@@ -60,7 +60,7 @@ def _walk_files(top: str) -> list[tuple[str, str, os.stat_result]]:
         with os.scandir(abs_dir) as it:
             for entry in it:
                 rel = f"{rel_dir}{entry.name}"
-                if entry.is_dir():
+                if entry.is_dir(follow_symlinks=False):  # no loops through linked folders
                     stack.append((rel + "/", entry.path))
                 elif entry.is_file():
                     found.append((rel, entry.path, entry.stat()))

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Run every benchmark in order; Markdown results go to stdout. From the repo root: bash benchmarks/run_all.sh
+# Takes several minutes (bench_scaling runs DVC up to 200 stages). PY overrides the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PY:-.venv/bin/python}"
+status=0
+for bench in bench_noop bench_scaling bench_hash bench_imports; do
+    echo "<!-- $bench -->"
+    "$PY" "benchmarks/$bench.py" || { echo "$bench failed with exit code $?" >&2; status=1; }
+    echo
+done
+exit "$status"
