@@ -5,6 +5,8 @@
   enough: it is rebuilt with those keys.
 - protobuf >= 4 rejects Hangar's generated code unless the pure-python implementation is used.
 - Hangar prints to stdout on init/checkout; `quiet()` silences that around calls.
+- `import blosc` imports numpy and blosc's unittest module (~0.25 s); reading Hangar's commit
+  records on the no-op path needs only its C extension, which `blosc_decompress()` loads alone.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import io
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -76,3 +79,31 @@ def quiet() -> Iterator[None]:
     """Swallow what Hangar prints to stdout (init, checkout)."""
     with contextlib.redirect_stdout(io.StringIO()):
         yield
+
+
+@cache
+def blosc_decompress() -> Callable[[bytes], bytes]:
+    """blosc's `decompress`, from its C extension alone (no numpy, no `blosc/__init__`)."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    if "blosc" in sys.modules:  # already paid for: use it
+        return sys.modules["blosc"].decompress  # type: ignore[no-any-return]
+    spec = importlib.util.find_spec("blosc")
+    if spec is None or spec.origin is None:
+        raise ImportError("blosc is not installed (it comes with hangar)")
+    folder = os.path.dirname(spec.origin)
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(folder, "blosc_extension" + suffix)
+        if os.path.exists(path):
+            break
+    else:
+        import blosc
+
+        return blosc.decompress  # type: ignore[no-any-return]
+    loader = importlib.machinery.ExtensionFileLoader("blosc.blosc_extension", path)
+    ext = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(ext)
+    ext.init()
+    return lambda data: ext.decompress(data, False)  # type: ignore[no-any-return]

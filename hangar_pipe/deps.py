@@ -1,10 +1,10 @@
 """Dependency and output kinds.
 
-Every kind is a small frozen dataclass with a `key` (unique within a stage) and
-`measure(ctx)`, which returns the record stored in pipeline.lock, or None when the
-thing is missing. `changes(old, new)` says how two records differ, as plain data
-(`"modified"`, or a dict for kinds that can say more). A new kind (a Hangar column)
-plugs in by providing the same three members.
+Every kind is a small frozen dataclass with a `key` (unique within a stage), `edges`
+(what links producers to consumers in the graph) and `measure(ctx)`, which returns the
+record stored in pipeline.lock, or None when the thing is missing. `changes(old, new, ctx)`
+says how two records differ, as plain data (`"modified"`, or a dict for kinds that can
+say more). Hangar columns (hangar_deps.py) plug in with the same members.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ Where = tuple[str, "int | None", str]  # (file, line, key path) of a declaration
 
 @dataclass
 class Context:
-    """What measuring needs: the project root, the stat cache and parsed params files."""
+    """What measuring needs: the project root, the stat cache, parsed params files, Hangar data."""
 
     root: Path
     stat_cache: StatCache | None = None
+    data: Any = None  # hangar_deps.HangarData, for Hangar kinds
     _params: dict[str, Any] = field(default_factory=dict)
 
     def params_file(self, rel: str, where: Where) -> Any:
@@ -44,17 +45,25 @@ class Context:
 
 
 class Kind(Protocol):
-    key: str
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def edges(self) -> tuple[str, ...]: ...
 
     def measure(self, ctx: Context) -> Record | None: ...
 
-    def changes(self, old: Record, new: Record) -> Any: ...
+    def changes(self, old: Record, new: Record, ctx: Context) -> Any: ...
 
 
 def record_key(rec: Record) -> str:
     """A lock record's identity: its first field names the kind (`path: x` -> 'x', `code: m` -> 'code:m')."""
     kind, value = next(iter(rec.items()))
     return str(value) if kind == "path" else f"{kind}:{value}"
+
+
+def hash_changed(old: Record, new: Record, ctx: Context) -> str | None:
+    return None if old.get("hash") == new.get("hash") else "modified"
 
 
 @dataclass(frozen=True)
@@ -64,16 +73,19 @@ class PathDep:
     path: str
     kind: ClassVar[str] = "path"
 
+    changes = staticmethod(hash_changed)
+
     @property
     def key(self) -> str:
         return self.path
 
+    @property
+    def edges(self) -> tuple[str, ...]:
+        return (self.path,)
+
     def measure(self, ctx: Context) -> Record | None:
         fp = fingerprint_path(os.path.join(ctx.root, self.path), ctx.stat_cache)
         return None if fp is None else {"path": self.path, **fp.record()}
-
-    def changes(self, old: Record, new: Record) -> Any:
-        return None if old.get("hash") == new.get("hash") else "modified"
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,9 @@ class CodeDep:
     file: str  # absolute; not recorded, so the lock stays portable
     kind: ClassVar[str] = "code"
 
+    changes = staticmethod(hash_changed)
+    edges: ClassVar[tuple[str, ...]] = ()
+
     @property
     def key(self) -> str:
         return f"code:{self.module}"
@@ -99,9 +114,6 @@ class CodeDep:
     def measure(self, ctx: Context) -> Record | None:
         fp = fingerprint_path(self.file, ctx.stat_cache)
         return None if fp is None else {"code": self.module, **fp.record()}
-
-    def changes(self, old: Record, new: Record) -> Any:
-        return None if old.get("hash") == new.get("hash") else "modified"
 
 
 _MISSING = object()
@@ -142,6 +154,10 @@ class ParamsDep:
     def key(self) -> str:
         return self.file
 
+    @property
+    def edges(self) -> tuple[str, ...]:
+        return (self.file,)
+
     def measure(self, ctx: Context) -> Record:
         data = ctx.params_file(self.file, self.where[0])
         values: Record = {}
@@ -153,7 +169,7 @@ class ParamsDep:
             values[key] = value
         return values
 
-    def changes(self, old: Record, new: Record) -> dict[str, str]:
+    def changes(self, old: Record, new: Record, ctx: Context) -> dict[str, str]:
         return compare_values(old, new)
 
 

@@ -7,7 +7,7 @@ import difflib
 import graphlib
 from dataclasses import dataclass, field
 
-from hangar_pipe.deps import PathDep
+from hangar_pipe.deps import Kind, PathDep
 from hangar_pipe.errors import UserError
 from hangar_pipe.spec import PipelineSpec, Stage
 
@@ -33,13 +33,14 @@ class Graph:
         g = cls(spec)
         for name, stage in spec.stages.items():
             for out in stage.outs:
-                if out.key in g.producers:
-                    other = g.producers[out.key]
-                    raise UserError(f"stages '{other}' and '{name}' both declare output '{out.key}'",
-                                    file=spec.file, line=stage.line, key=f"stages.{name}.outs")
-                g.producers[out.key] = name
-        g._path_outs = sorted(k for k, s in g.producers.items()
-                              if any(isinstance(o, PathDep) and o.key == k for o in spec.stages[s].outs))
+                for edge in out.edges:
+                    if edge in g.producers:
+                        other = g.producers[edge]
+                        raise UserError(f"stages '{other}' and '{name}' both declare output '{edge}'",
+                                        file=spec.file, line=stage.line, key=f"stages.{name}.outs")
+                    g.producers[edge] = name
+        g._path_outs = sorted(o.path for s in spec.stages.values() for o in s.outs
+                              if isinstance(o, PathDep))
         for path in g._path_outs:
             for parent in _ancestors(path):
                 if parent in g.producers:
@@ -57,15 +58,12 @@ class Graph:
                             line=spec.stages[cycle[0]].line, key=f"stages.{cycle[0]}") from None
         return g
 
-    def producers_of(self, dep: object) -> set[str]:
+    def producers_of(self, dep: Kind) -> set[str]:
         """Stages whose outputs feed this dep: the same key, a folder holding it, or outputs inside it."""
-        key = getattr(dep, "key", None)
-        if key is None:
-            return set()
-        found = {self.producers[key]} if key in self.producers else set()
+        found = {self.producers[e] for e in dep.edges if e in self.producers}
         if isinstance(dep, PathDep):
-            found.update(self.producers[a] for a in _ancestors(key) if a in self.producers)
-            prefix = key + "/"
+            found.update(self.producers[a] for a in _ancestors(dep.path) if a in self.producers)
+            prefix = dep.path + "/"
             i = bisect.bisect_left(self._path_outs, prefix)
             while i < len(self._path_outs) and self._path_outs[i].startswith(prefix):
                 found.add(self.producers[self._path_outs[i]])

@@ -135,7 +135,8 @@ class _StageOps:
         stage = self.p.stages[name]
         deps = self.measured[name] = measure_deps(stage, self.p.ctx)
         outs = measure_outs(stage, self.p.ctx)
-        reasons = stage_reasons(stage, self.p.lock.get(name), deps, outs, forced=self.force)
+        reasons = stage_reasons(stage, self.p.lock.get(name), deps, outs, self.p.ctx,
+                                forced=self.force)
         if upstream_would_run:
             reasons["upstream changed"] = upstream_would_run
         return reasons

@@ -37,8 +37,8 @@ def measure_outs(stage: Stage, ctx: Context) -> dict[str, Record | None]:
     return {o.key: o.measure(ctx) for o in stage.outs}
 
 
-def _compare_records(items: list[Kind], locked: list[Record], current: dict[str, Record | None]
-                     ) -> dict[str, Any]:
+def _compare_records(items: list[Kind], locked: list[Record], current: dict[str, Record | None],
+                     ctx: Context) -> dict[str, Any]:
     old_by_key = {record_key(r): r for r in locked}
     out: dict[str, Any] = {}
     for item in items:
@@ -47,7 +47,7 @@ def _compare_records(items: list[Kind], locked: list[Record], current: dict[str,
             out[item.key] = "new"
         elif new is None:
             out[item.key] = "deleted"
-        elif change := item.changes(old, new):
+        elif change := item.changes(old, new, ctx):
             out[item.key] = change
     for key in old_by_key.keys() - current.keys():
         out[key] = "removed"
@@ -55,7 +55,8 @@ def _compare_records(items: list[Kind], locked: list[Record], current: dict[str,
 
 
 def stage_reasons(stage: Stage, entry: dict[str, Any] | None, deps: Measured,
-                  outs: dict[str, Record | None], *, forced: bool = False) -> dict[str, Any]:
+                  outs: dict[str, Record | None], ctx: Context, *, forced: bool = False
+                  ) -> dict[str, Any]:
     reasons: dict[str, Any] = {}
     if forced:
         reasons["forced"] = True
@@ -73,7 +74,7 @@ def stage_reasons(stage: Stage, entry: dict[str, Any] | None, deps: Measured,
             changed_def[f] = compare_values(old, new) if both_dicts else "modified"
     if changed_def:
         reasons["changed definition"] = changed_def
-    if changed := _compare_records(stage.deps, entry.get("deps") or [], deps.deps):
+    if changed := _compare_records(stage.deps, entry.get("deps") or [], deps.deps, ctx):
         reasons["changed deps"] = changed
     old_params: dict[str, Record] = entry.get("params") or {}
     params: dict[str, Any] = {}
@@ -82,7 +83,7 @@ def stage_reasons(stage: Stage, entry: dict[str, Any] | None, deps: Measured,
             params[file] = per_key
     if params:
         reasons["changed params"] = params
-    if changed := _compare_records(stage.outs, entry.get("outs") or [], outs):
+    if changed := _compare_records(stage.outs, entry.get("outs") or [], outs, ctx):
         reasons["changed outs"] = changed
     return reasons
 

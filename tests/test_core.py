@@ -146,3 +146,19 @@ def test_noop_path_imports_neither_torch_nor_hangar(three_stage: Project) -> Non
                          text=True, check=True).stdout
     assert out.strip().endswith("[]"), out
     assert "Everything is up to date." in out
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch) -> None:
+    from hangar_pipe import state
+
+    target = tmp_path / "pipeline.lock"
+    target.write_text("old")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(state.os, "replace", boom)
+    with pytest.raises(OSError):
+        state.atomic_write(target, b"new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["pipeline.lock"], "temp file removed"

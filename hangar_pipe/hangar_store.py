@@ -1,0 +1,233 @@
+"""Read a Hangar repository's records directly (lmdb + blosc), without importing hangar or torch.
+
+What Hangar 0.5.2 keeps, and what we read (see shared notes, hangar.md §2):
+- `branch.lmdb`: `head` -> `branch:<name>`; `branch:<name>` -> commit digest; `writerlock:` -> a
+  writer's uuid, or `LOCK_AVAILABLE`.
+- `ref.lmdb`: `<commit>` -> parent digest(s) (`a << b` for a merge); `<commit>:spec` -> blosc'd JSON
+  (time, message, user); `<commit>:ref` -> blosc'd, `$`-joined, sorted records of the whole
+  commit: `f:<col>:<key> 0=<data digest>` (flat), `n:<col>:<sample>:<sub> 0=<digest>` (nested),
+  `s:<col>:<f|n> 1=<schema digest>`.
+- `hash.lmdb`: `s:<schema digest>` -> repr of the schema dict (layout, type, shape, dtype, backend).
+
+A column's fingerprint hashes its semantic schema (no backend or compression options) and its
+sorted (key -> data digest) records, so it changes exactly when its data or schema does. This
+depends on Hangar's on-disk format, which is why hangar is pinned to 0.5.2.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from hangar_pipe.errors import UserError
+
+SEMANTIC_SCHEMA_KEYS = ("column_layout", "column_type", "schema_type", "shape", "dtype",
+                        "data_hasher_tcode")
+_LMDB_OPTIONS = {"readonly": True, "lock": False, "subdir": False, "max_spare_txns": 4,
+                 "map_size": 50_000_000_000}
+_LOCK_FREE = b"LOCK_AVAILABLE"
+
+
+@dataclass(frozen=True)
+class ColumnState:
+    """A column at a commit: its fingerprint, sample count and semantic schema."""
+
+    fingerprint: str
+    samples: int
+    schema: dict[str, Any]
+
+
+def short(commit: str) -> str:
+    """`a=39a3b2c1…` for messages."""
+    return commit[:10] + "…" if len(commit) > 10 else commit
+
+
+class HangarStore:
+    """Read-only view of the records of the Hangar repository in `path` (the folder holding .hangar)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.dir = path / ".hangar"
+        if not (self.dir / "ref.lmdb").is_file():
+            raise FileNotFoundError(f"no Hangar repository in {path}")
+        self._envs: dict[str, Any] = {}
+        self._records: dict[str, list[bytes]] = {}
+        self._schemas: dict[bytes, dict[str, Any]] = {}
+
+    def _env(self, db: str) -> Any:
+        if db not in self._envs:
+            import lmdb
+
+            self._envs[db] = lmdb.open(str(self.dir / f"{db}.lmdb"), **_LMDB_OPTIONS)
+        return self._envs[db]
+
+    def _get(self, db: str, key: bytes) -> bytes | None:
+        with self._env(db).begin() as txn:
+            value = txn.get(key)
+            return None if value is None else bytes(value)
+
+    def _scan(self, db: str, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        with self._env(db).begin() as txn:
+            cursor = txn.cursor()
+            found = []
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    found.append((bytes(key), bytes(value)))
+            return found
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+    # -- refs ----------------------------------------------------------------------------------
+
+    def head_branch(self) -> str:
+        head = self._get("branch", b"head") or b"branch:master"
+        return head.decode().split(":", 1)[1]
+
+    def branches(self) -> dict[str, str]:
+        return {k.decode()[len("branch:"):]: v.decode() for k, v in self._scan("branch", b"branch:")}
+
+    def has_commit(self, commit: str) -> bool:
+        return self._get("ref", commit.encode()) is not None
+
+    def resolve(self, ref: str | None) -> tuple[str, str]:
+        """(ref name, full commit digest) for a branch, a full or short digest, or None (HEAD branch)."""
+        name = ref or self.head_branch()
+        branches = self.branches()
+        if name in branches:
+            if not branches[name]:
+                raise UserError(f"branch '{name}' of the Hangar repository {self.path} has no commits")
+            return name, branches[name]
+        digest = name if name.startswith("a=") else f"a={name}"
+        if self.has_commit(digest):
+            return name, digest
+        matches = [k.decode() for k, _ in self._scan("ref", digest.encode()) if b":" not in k]
+        if len(matches) == 1 and len(digest) >= 6:
+            return name, matches[0]
+        if len(matches) > 1:
+            raise UserError(f"'{name}' matches several commits: {', '.join(short(m) for m in matches[:5])}")
+        raise self.unknown_ref(name)
+
+    def unknown_ref(self, ref: str) -> UserError:
+        recent = "; ".join(f"{c} {msg!r}" for c, msg in self.recent(5)) or "none"
+        return UserError(f"unknown ref '{ref}' in the Hangar repository {self.path}; branches: "
+                         f"{', '.join(sorted(self.branches())) or 'none'}; recent commits: {recent}")
+
+    def parents(self, commit: str) -> list[str]:
+        raw = self._get("ref", commit.encode())
+        return [p for p in (raw or b"").decode().split(" << ") if p]
+
+    def commit_info(self, commit: str) -> dict[str, Any]:
+        from hangar_pipe.compat import blosc_decompress
+
+        raw = self._get("ref", f"{commit}:spec".encode())
+        return json.loads(blosc_decompress()(raw)) if raw else {}
+
+    def recent(self, n: int = 10) -> list[tuple[str, str]]:
+        """(commit, message) of the n newest commits reachable from any branch."""
+        seen: dict[str, float] = {}
+        todo = [c for c in self.branches().values() if c]
+        messages = {}
+        while todo:
+            commit = todo.pop()
+            if commit in seen:
+                continue
+            info = self.commit_info(commit)
+            seen[commit] = info.get("commit_time", 0.0)
+            messages[commit] = info.get("commit_message", "")
+            todo.extend(self.parents(commit))
+        newest = sorted(seen, key=seen.__getitem__, reverse=True)[:n]
+        return [(c, messages[c]) for c in newest]
+
+    def writer_lock(self) -> str | None:
+        """The uuid of the writer holding the lock, or None when it is free."""
+        value = self._get("branch", b"writerlock:")
+        return None if value in (None, _LOCK_FREE) else value.decode()
+
+    # -- columns -------------------------------------------------------------------------------
+
+    def records(self, commit: str) -> list[bytes]:
+        """All records of a commit, sorted (cached: a commit never changes)."""
+        if commit not in self._records:
+            from hangar_pipe.compat import blosc_decompress
+
+            raw = self._get("ref", f"{commit}:ref".encode())
+            if raw is None:
+                raise UserError(f"commit {commit} not found in the Hangar repository {self.path}")
+            flat = blosc_decompress()(raw)
+            self._records[commit] = flat.split(b"$") if flat else []
+        return self._records[commit]
+
+    def column_names(self, commit: str) -> list[str]:
+        return sorted(r.split(b" ", 1)[0].decode()[2:].rsplit(":", 1)[0]
+                      for r in self._run(commit, b"s:"))
+
+    def _run(self, commit: str, prefix: bytes) -> list[bytes]:
+        recs = self.records(commit)
+        i = bisect.bisect_left(recs, prefix)
+        j = i
+        while j < len(recs) and recs[j].startswith(prefix):
+            j += 1
+        return recs[i:j]
+
+    def _schema(self, digest: bytes) -> dict[str, Any]:
+        if digest not in self._schemas:
+            raw = self._get("hash", b"s:" + digest)
+            spec = ast.literal_eval(raw.decode()) if raw else {}
+            self._schemas[digest] = {k: spec.get(k) for k in SEMANTIC_SCHEMA_KEYS}
+        return self._schemas[digest]
+
+    def column(self, commit: str, name: str) -> ColumnState | None:
+        """A column's fingerprint at a commit, from its records alone; None if it is not there."""
+        schema_rec = self._run(commit, f"s:{name}:".encode())
+        if not schema_rec:
+            return None
+        layout = schema_rec[0].split(b" ", 1)[0][-1:]  # b"f" flat, b"n" nested
+        schema = self._schema(schema_rec[0].split(b" ", 1)[1])
+        data = self._run(commit, layout + f":{name}:".encode())
+        h = xxhash.xxh3_128(repr(sorted(schema.items(), key=lambda kv: kv[0])).encode())
+        h.update(b"\0")
+        h.update(b"\n".join(data))
+        if layout == b"n":
+            samples = len({r.split(b" ", 1)[0].rsplit(b":", 1)[0] for r in data})
+        else:
+            samples = len(data)
+        return ColumnState(h.hexdigest(), samples, schema)
+
+    def samples(self, commit: str, name: str) -> dict[bytes, bytes]:
+        """A column's (sample key -> data digest) mapping at a commit."""
+        out: dict[bytes, bytes] = {}
+        for prefix in (f"f:{name}:".encode(), f"n:{name}:".encode()):
+            for rec in self._run(commit, prefix):
+                key, digest = rec.split(b" ", 1)
+                out[key[len(prefix):]] = digest
+        return out
+
+    def explain(self, old_commit: str, new_commit: str, name: str) -> str:
+        """How a column changed between two commits, in data terms."""
+        span = f"between {short(old_commit)} and {short(new_commit)}"
+        if not self.has_commit(old_commit):
+            return f"changed {span}"
+        old, new = self.column(old_commit, name), self.column(new_commit, name)
+        if old is None or new is None:
+            return f"{'added' if old is None else 'removed'} {span}"
+        parts = []
+        changed = {k: (old.schema[k], new.schema[k]) for k in old.schema if old.schema[k] != new.schema[k]}
+        if changed:
+            parts.append("schema: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
+        a, b = self.samples(old_commit, name), self.samples(new_commit, name)
+        counts = {"modified": sum(1 for k in a.keys() & b.keys() if a[k] != b[k]),
+                  "added": len(b.keys() - a.keys()), "removed": len(a.keys() - b.keys())}
+        parts += [f"{n} samples {what}" if n != 1 else f"1 sample {what}"
+                  for what, n in counts.items() if n]
+        return f"changed ({', '.join(parts) or 'records differ'}) {span}"
