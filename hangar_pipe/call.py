@@ -1,17 +1,34 @@
-"""Run a `uses: module:callable` stage in its own process: `python -m hangar_pipe.call TARGET KWARGS_JSON`."""
+"""Run a `uses: module:callable` stage in its own process: `python -m hangar_pipe.call TARGET KWARGS_JSON`.
+
+SIGTERM (hpipe stopping the run) raises SystemExit, so the callable's `with` blocks and atexit
+hooks run: a Hangar writer discards its staging and releases its lock. Bad input (UserError) is
+one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
+import signal
 import sys
+
+from hangar_pipe.errors import UserError
+
+
+def _terminate(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     target, kwargs = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
     module_name, _, attr = target.partition(":")
     func = getattr(importlib.import_module(module_name), attr)
-    result = func(**kwargs)
+    try:
+        result = func(**kwargs)
+    except UserError as exc:
+        print(f"hpipe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 

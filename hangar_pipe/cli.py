@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 _options: dict[str, Any] = {"debug": False}
 
 _MARK = {"ran": "✓", "failed": "✗", "blocked": "✗", "interrupted": "✗", "would run": "•",
-         "skipped": "·", "frozen": "·"}
+         "skipped": "·", "frozen": "·", "pinned": "·"}
 
 
 def _out(text: str) -> None:
@@ -41,6 +41,8 @@ def _stage_line(r: StageResult) -> str:
         return f"{head}: up to date, skipped"
     if r.state == "blocked":
         return f"{head}: not run ({describe(r.reasons)})"
+    if r.state == "pinned":
+        return f"{head}: pinned (writes Hangar data; not run with --data-commit)"
     return f"{head}: {r.state}"
 
 
@@ -65,13 +67,16 @@ def repro(
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Print what would run and why; run nothing."),
     keep_going: bool = typer.Option(False, "-k", "--keep-going", help="After a failure, go on with stages that do not depend on it."),
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Run up to N independent stages at once."),
+    data_commit: Optional[str] = typer.Option(None, "--data-commit", metavar="REF",
+                                              help="Read data.repo at this branch or commit; hold back stages that write Hangar data."),
 ) -> None:
     """Run every stage whose inputs changed, and record what ran in pipeline.lock."""
     pipeline = Pipeline.load()
     t0 = time.monotonic()
     on_start = None if dry_run else (lambda name, reasons: _out(f"→ {name}: running ({describe(reasons)})"))
     result = pipeline.repro(stages or None, force=force, single=single_item, downstream=downstream,
-                            dry_run=dry_run, keep_going=keep_going, jobs=jobs, on_start=on_start,
+                            dry_run=dry_run, keep_going=keep_going, jobs=jobs,
+                            data_commit=data_commit, on_start=on_start,
                             on_done=lambda r: _out(_stage_line(r)),
                             on_recover=lambda pid: _out(f"note: taking over from an interrupted run"
                                                         f" (process {pid})"))
@@ -102,9 +107,11 @@ def status(
     stages: Optional[list[str]] = typer.Argument(None, help="Stages to check (default: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print the reasons as JSON."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print nothing; exit 1 if anything would run."),
+    data_commit: Optional[str] = typer.Option(None, "--data-commit", metavar="REF",
+                                              help="Compare against data.repo at this branch or commit."),
 ) -> None:
     """Say which stages would run and why."""
-    result = Pipeline.load().status(stages or None)
+    result = Pipeline.load().status(stages or None, data_commit=data_commit)
     changed = {r.name: r.reasons for r in result.stages if r.state == "would run"}
     if quiet:
         raise typer.Exit(1 if changed else 0)
@@ -134,6 +141,38 @@ def init() -> None:
 
     for message in init_project(Path.cwd()):
         _out(message)
+
+
+data_app = typer.Typer(help="The Hangar repository behind the pipeline.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("unlock")
+def data_unlock(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="The repository folder (default: data.repo)."),
+) -> None:
+    """Release Hangar's writer lock left by a killed run (check that nothing is writing first)."""
+    from hangar_pipe.hangar_write import describe_lock, unlock
+
+    if repo is None:
+        pipeline = Pipeline.load()
+        repo = pipeline.data.path(pipeline.data.repo)
+    folder = repo
+    if not (folder / ".hangar").is_dir():
+        raise UserError(f"no Hangar repository in {folder}")
+    held = describe_lock(folder)
+    if held is None:
+        _out(f"The writer lock of {folder} is free; nothing to do.")
+        return
+    who, stale = held
+    _out(f"The writer lock of {folder} is held by {who}" + (" (that process is gone)." if stale else "."))
+    if not stale and who.startswith("hpipe"):
+        raise UserError("that hpipe stage is still running; wait for it to finish")
+    if not yes and not typer.confirm("Release it? Only do this if nothing is writing to the repository"):
+        raise typer.Exit(1)
+    unlock(folder)
+    _out("Released. The next hpipe writer discards what the killed run left staged.")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from hangar_pipe import runner
 from hangar_pipe.deps import Context, PathDep
 from hangar_pipe.errors import UserError
 from hangar_pipe.graph import Graph
+from hangar_pipe.hangar_deps import HangarData, HangarDep, HangarOut
 from hangar_pipe.lock import LOCK_FILE, LockFile
 from hangar_pipe.runner import Processes, RunResult, StageError, StageResult
 from hangar_pipe.spec import PIPELINE_FILE, PipelineSpec, Stage, load_pipeline
@@ -58,7 +59,8 @@ class Pipeline:
         self.root = spec.root
         self.graph = Graph.build(spec)
         self.state = StateDB(self.root / STATE_DIR)
-        self.ctx = Context(self.root, self.state)
+        self.data = HangarData(self.root, spec.data.repo, spec.data.ref)
+        self.ctx = Context(self.root, self.state, self.data)
         self._lock: LockFile | None = None
 
     @classmethod
@@ -76,33 +78,53 @@ class Pipeline:
         return self._lock
 
     def status(self, targets: list[str] | None = None, *, single: bool = False,
-               downstream: bool = False) -> RunResult:
+               downstream: bool = False, data_commit: str | None = None) -> RunResult:
         """What `repro` would run and why; runs nothing."""
-        return self.repro(targets, single=single, downstream=downstream, dry_run=True)
+        return self.repro(targets, single=single, downstream=downstream, dry_run=True,
+                          data_commit=data_commit)
 
     def repro(self, targets: list[str] | None = None, *, force: bool = False, single: bool = False,
               downstream: bool = False, dry_run: bool = False, keep_going: bool = False,
-              jobs: int = 1, on_start: Callable[[str, dict[str, Any]], None] | None = None,
+              jobs: int = 1, data_commit: str | None = None,
+              on_start: Callable[[str, dict[str, Any]], None] | None = None,
               on_done: Callable[[StageResult], None] | None = None,
               on_recover: Callable[[int], None] | None = None) -> RunResult:
-        """Bring the selected stages up to date (all by default) and record them in pipeline.lock."""
+        """Bring the selected stages up to date (all by default) and record them in pipeline.lock.
+
+        With `data_commit`, every Hangar dep of data.repo reads that commit (a branch, or a full or
+        short digest) and stages that write Hangar data are held back as `pinned`.
+        """
         order = self.graph.select(targets, single=single, downstream=downstream)
-        self._check_inputs(order)
-        ops = _StageOps(self, force=force)
-        frozen = {n for n in order if self.stages[n].frozen}
+        held = {n: "frozen" for n in order if self.stages[n].frozen}
         try:
+            if data_commit is not None:
+                self._pin(data_commit)
+                held.update({n: "pinned" for n in order if n not in held and self.writes_data(n)})
+            self._check_inputs(order)
+            ops = _StageOps(self, force=force)
             if dry_run:
-                return runner.run(order, self.graph.upstream, ops, frozen=frozen, dry_run=True,
+                return runner.run(order, self.graph.upstream, ops, held=held, dry_run=True,
                                   on_done=on_done)
             with ProjectLock(self.root / STATE_DIR) as mutex:
                 if mutex.stale_pid and on_recover:
                     on_recover(mutex.stale_pid)
                 self.lock.keep_only(set(self.stages))
-                return runner.run(order, self.graph.upstream, ops, frozen=frozen,
+                return runner.run(order, self.graph.upstream, ops, held=held,
                                   keep_going=keep_going, jobs=jobs, on_start=on_start,
                                   on_done=on_done)
         finally:
             self.state.close()
+            self.data.close()
+
+    def writes_data(self, name: str) -> bool:
+        return any(isinstance(o, HangarOut) for o in self.stages[name].outs)
+
+    def _pin(self, ref: str) -> None:
+        store = self.data.store(self.data.repo)
+        if store is None:
+            raise UserError(f"--data-commit: no Hangar repository in {self.data.path(self.data.repo)}")
+        _, commit = store.resolve(ref)
+        self.data.pin = commit
 
     def dag(self, fmt: str = "ascii") -> str:
         return {"ascii": self.graph.ascii, "mermaid": self.graph.mermaid, "dot": self.graph.dot}[fmt]()
@@ -113,11 +135,15 @@ class Pipeline:
         for name in order:
             stage = self.stages[name]
             for i, dep in enumerate(stage.deps):
-                if (isinstance(dep, PathDep) and not self.graph.producers_of(dep)
+                where = ("stages", name, "deps", i)
+                if isinstance(dep, HangarDep):  # also resolves the commit this run reads
+                    reason = None if self.graph.producers_of(dep) else dep.missing(self.ctx)
+                    if reason:
+                        raise self.spec.doc.error(where, reason)
+                elif (isinstance(dep, PathDep) and not self.graph.producers_of(dep)
                         and not (self.root / dep.path).exists()):
-                    raise self.spec.doc.error(("stages", name, "deps", i),
-                                              f"dependency '{dep.path}' does not exist and no stage"
-                                              " produces it")
+                    raise self.spec.doc.error(where, f"dependency '{dep.path}' does not exist and"
+                                                     " no stage produces it")
             for params in stage.params:
                 if params.file not in produced:
                     params.measure(self.ctx)
@@ -144,7 +170,9 @@ class _StageOps:
     def execute(self, name: str, procs: Processes) -> int:
         stage = self.p.stages[name]
         cwd = str(self.p.root / stage.wdir)
-        env = {**os.environ, "HPIPE_STAGE": name, "HPIPE_ROOT": str(self.p.root)}
+        writer = next((o for o in stage.outs if isinstance(o, HangarOut)), None)
+        env = {**os.environ, **self.p.data.environment(writer), "HPIPE_STAGE": name,
+               "HPIPE_ROOT": str(self.p.root)}
         if stage.cmd is not None:
             for command in shell_commands(stage.cmd):
                 if code := procs.run(command, shell=True, cwd=cwd, env=env):
@@ -159,6 +187,9 @@ class _StageOps:
     def record(self, name: str) -> None:
         stage = self.p.stages[name]
         self.p.ctx.forget_params()  # the stage may have written a params file
+        for out in stage.outs:
+            if isinstance(out, HangarOut):
+                self.p.data.written(out.repo)  # its readers downstream see the new commit
         outs = measure_outs(stage, self.p.ctx)
         if missing := [k for k, rec in outs.items() if rec is None]:
             raise StageError(f"command succeeded but did not produce {', '.join(missing)}")

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 @dataclass
 class StageResult:
     name: str
-    state: str  # ran | skipped | would run | failed | blocked | frozen | interrupted
+    state: str  # ran | skipped | would run | failed | blocked | frozen | pinned | interrupted
     reasons: dict[str, Any] = field(default_factory=dict)
     duration: float | None = None
     error: str | None = None
@@ -111,10 +111,14 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def run(order: list[str], upstream: dict[str, set[str]], ops: StageOps, *,
-        frozen: set[str] = frozenset(), dry_run: bool = False, keep_going: bool = False,
+        held: dict[str, str] | None = None, dry_run: bool = False, keep_going: bool = False,
         jobs: int = 1, on_start: Callable[[str, dict[str, Any]], None] | None = None,
         on_done: Callable[[StageResult], None] | None = None) -> RunResult:
-    """Check and run `order` (a topologically sorted selection) and report every stage."""
+    """Check and run `order` (a topologically sorted selection) and report every stage.
+
+    `held` names stages that must not run, with the state to report (frozen, pinned).
+    """
+    held = held or {}
     selected = set(order)
     position = {name: i for i, name in enumerate(order)}
     sorter = graphlib.TopologicalSorter({n: upstream[n] & selected for n in order})
@@ -136,8 +140,8 @@ def run(order: list[str], upstream: dict[str, set[str]], ops: StageOps, *,
                            if results[u].state in ("failed", "blocked"))
         if failed_up:
             return finish(StageResult(name, "blocked", {"upstream failed": failed_up}))
-        if name in frozen:
-            return finish(StageResult(name, "frozen"))
+        if name in held:
+            return finish(StageResult(name, held[name]))
         would_run = sorted(u for u in upstream[name] & selected if results[u].state == "would run")
         reasons = ops.check(name, would_run)
         if not reasons:

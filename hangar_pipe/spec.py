@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hangar_pipe.deps import CodeDep, Kind, ParamsDep, PathDep, PathOut
+from hangar_pipe.hangar_deps import parse_hangar
 from hangar_pipe.yamlfile import KeyPath, YamlDoc, keypath_str, load_yaml
 
 PIPELINE_FILE = "pipeline.yaml"
@@ -22,11 +23,11 @@ PARAMS_FILE = "params.yaml"
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 #: Built-in stages for `uses: NAME` (no colon): name -> "module:callable".
-BUILTIN_STAGES: dict[str, str] = {}
+BUILTIN_STAGES: dict[str, str] = {"ingest": "hangar_pipe.stages.ingest:run"}
 
-#: Extra dependency/output kinds written as `- KIND: ...` mappings (e.g. `hangar`):
+#: Dependency/output kinds written as `- KIND: ...` mappings:
 #: kind -> parser(spec_context, value, keypath, is_out) -> Kind.
-KIND_PARSERS: dict[str, Callable[[SpecContext, Any, KeyPath, bool], Kind]] = {}
+KIND_PARSERS: dict[str, Callable[[Any, Any, KeyPath, bool], Kind]] = {"hangar": parse_hangar}
 
 _TOP_KEYS = {"data": dict, "stages": dict}
 _DATA_KEYS = {"repo": str, "ref": str}
@@ -150,7 +151,8 @@ def load_pipeline(path: Path) -> PipelineSpec:
     _check_keys(doc, top, _TOP_KEYS, ())
     data_raw = top.get("data") or {}
     _check_keys(doc, data_raw, _DATA_KEYS, ("data",))
-    data = DataDefaults(repo=data_raw.get("repo", "."), ref=data_raw.get("ref"))
+    repo = posixpath.normpath(data_raw.get("repo", ".").replace(os.sep, "/"))
+    data = DataDefaults(repo=repo, ref=data_raw.get("ref"))
     spec = PipelineSpec(root, path.name, data, doc)
     for name, body in (top.get("stages") or {}).items():
         keypath: KeyPath = ("stages", name)

