@@ -60,7 +60,10 @@ class HangarData:
                 self._resolved[key] = store.resolve(self.pin)
             else:
                 wanted = self.default_ref(repo, ref)
-                if wanted is not None and wanted not in store.branches() and not _looks_like_digest(wanted):
+                branches = store.branches()
+                if branches.get(wanted or store.head_branch(), "x") == "":
+                    return None  # a branch with no commits yet
+                if wanted is not None and wanted not in branches and not _looks_like_digest(wanted):
                     return None  # a branch a writer stage has yet to create
                 self._resolved[key] = store.resolve(wanted)
         return self._resolved[key]
@@ -174,7 +177,7 @@ class HangarDep:
             return f"no Hangar repository in {data.path(self.repo)}"
         resolved = self._resolve(data)
         if resolved is None:
-            return f"ref '{data.default_ref(self.repo, self.ref)}' not found in {data.path(self.repo)}"
+            return str(store.unknown_ref(data.default_ref(self.repo, self.ref) or ""))
         ref, commit = resolved
         absent = [c for c in self.columns if store.column(commit, c) is None]
         if absent:

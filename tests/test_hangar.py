@@ -164,7 +164,8 @@ def test_refs_branches_short_digests_and_bad_refs(project: Project, data: Repo) 
     assert "recent commits: " in line and "'dev labels'" in line
     project.pipeline(project.read("pipeline.yaml").replace("data: {ref: dev}", "data: {ref: gone}"))
     line = user_error(project.hpipe("status", check=None))
-    assert "pipeline.yaml:5: stages.train.deps[0]: ref 'gone' not found" in line
+    assert "pipeline.yaml:5: stages.train.deps[0]: unknown ref 'gone' in the Hangar repository" in line
+    assert "branches: dev, master" in line
 
 
 def test_missing_column_is_reported(project: Project, data: Repo) -> None:
