@@ -213,6 +213,18 @@ class HangarStore:
                 out[key[len(prefix):]] = digest
         return out
 
+    def data_specs(self, digests: list[bytes]) -> list[list[str]]:
+        """Where each data digest is stored: `[backend, uid, checksum, ...]` (one read transaction)."""
+        out = []
+        with self._env("hash").begin() as txn:
+            for digest in digests:
+                raw = txn.get(b"h:" + digest)
+                if raw is None:
+                    raise UserError(f"no stored data for {digest.decode()} in {self.path}"
+                                    " (a partial clone?)")
+                out.append(bytes(raw).decode().split(":"))
+        return out
+
     def explain(self, old_commit: str, new_commit: str, name: str) -> str:
         """How a column changed between two commits, in data terms."""
         span = f"between {short(old_commit)} and {short(new_commit)}"
