@@ -23,7 +23,8 @@ PARAMS_FILE = "params.yaml"
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 #: Built-in stages for `uses: NAME` (no colon): name -> "module:callable".
-BUILTIN_STAGES: dict[str, str] = {"ingest": "hangar_pipe.stages.ingest:run"}
+BUILTIN_STAGES: dict[str, str] = {name: f"hangar_pipe.stages.{name}:run"
+                                  for name in ("ingest", "train", "evaluate")}
 
 #: Dependency/output kinds written as `- KIND: ...` mappings:
 #: kind -> parser(spec_context, value, keypath, is_out) -> Kind.

@@ -97,6 +97,7 @@ def _read_block(folder: Path, backend: str, uid: str, dataset: str, lo: int, hi:
         memmap = np.load(folder / f"{uid}.npy", mmap_mode="r")
         return np.asarray(memmap[(slice(lo, hi), *(slice(0, d) for d in shape))])
     import h5py
+    import hdf5plugin  # noqa: F401  (registers the blosc filter Hangar's HDF5 files use)
 
     with h5py.File(folder / f"{uid}.hdf5", "r", swmr=True, libver="latest") as fh:
         ds = fh[f"/{dataset}"]

@@ -25,6 +25,7 @@ import numpy as np
 import xxhash
 
 from hangar_pipe.errors import UserError
+from hangar_pipe.stages.common import progress
 
 DEFAULT_SPLITS = {"training": 0.7, "validation": 0.15, "test": 0.15}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -154,7 +155,7 @@ def run(source: Any, splits: dict[str, float | int] | None = None, seed: int = 0
     fingerprint = digest.hexdigest()[:16]
     with writer(repo, branch, stage) as co:
         total = sum(len(idx) for idx in parts.values())
-        with _progress(total, f"{stage}: writing {total} samples") as advance:
+        with progress(total, f"{stage}: writing {total} samples") as advance:
             for split, idx in parts.items():
                 _write_split(co, f"{prefix}_{split}", x[idx], y[idx], backend, advance)
         if co.diff.status() == "CLEAN":
@@ -191,25 +192,3 @@ def _write_split(co: Any, base: str, x: np.ndarray, y: np.ndarray, backend: str 
                 del col[key]
     advance(len(x) % 500)
 
-
-class _progress:
-    """A rich progress bar on a terminal, nothing otherwise."""
-
-    def __init__(self, total: int, label: str) -> None:
-        self.total, self.label, self.bar = total, label, None
-
-    def __enter__(self) -> Any:
-        import sys
-
-        if sys.stderr.isatty():
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True)
-            self.bar.start()
-            task = self.bar.add_task(self.label, total=self.total)
-            return lambda n: self.bar.advance(task, n)
-        return lambda n: None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
