@@ -143,6 +143,100 @@ def init() -> None:
         _out(message)
 
 
+metrics_app = typer.Typer(help="Metrics the stages write (their `metrics:` files).",
+                          no_args_is_help=True)
+params_app = typer.Typer(help="Params the stages read.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
+app.add_typer(params_app, name="params")
+
+
+def _print_table(title: str, headers: list[str], rows: list[list[str]], md: bool) -> None:
+    from hangar_pipe.reports import markdown
+
+    if md:
+        _out(markdown(headers, rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for h in headers:
+        table.add_column(h, justify="right" if h in ("value", "old", "new", "change") else "left")
+    for r in rows:
+        table.add_row(*r)
+    Console(soft_wrap=True).print(table)
+
+
+@metrics_app.command("show")
+def metrics_show(as_json: bool = typer.Option(False, "--json"), md: bool = typer.Option(False, "--md"),
+                 precision: int = typer.Option(5, "--precision")) -> None:
+    """Every stage's metrics, nested keys flattened to dotted names."""
+    from hangar_pipe.reports import fmt, workspace_metrics
+
+    table = workspace_metrics(Pipeline.load())
+    if as_json:
+        _out(json.dumps(table, indent=2))
+        return
+    rows = [[f, k, fmt(v, precision)] for f, values in table.items() for k, v in values.items()]
+    _print_table("Metrics", ["file", "metric", "value"], rows, md)
+
+
+def _diff_command(kind: str, a: str | None, b: str | None, as_json: bool, md: bool, show_all: bool,
+                  precision: int) -> None:
+    from hangar_pipe import reports
+
+    pipeline = Pipeline.load()
+    at = reports.metrics_at if kind == "metrics" else reports.params_at
+    old_source, new_source = (a or "lock"), (b or "workspace")
+    rows = reports.diff(at(pipeline, old_source), at(pipeline, new_source), everything=show_all)
+    if as_json:
+        _out(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        _out(f"No {kind} changed between {old_source} and {new_source}.")
+        return
+    body = [[r.file, r.name, reports.fmt(r.old, precision), reports.fmt(r.new, precision),
+             reports.fmt(r.change, precision)] for r in rows]
+    _print_table(f"{kind.capitalize()}: {old_source} -> {new_source}",
+                 ["file", kind[:-1] if kind == "params" else "metric", "old", "new", "change"], body, md)
+
+
+@metrics_app.command("diff")
+def metrics_diff(a: Optional[str] = typer.Argument(None, help="Old side: lock (default), workspace, or a git revision of pipeline.lock."),
+                 b: Optional[str] = typer.Argument(None, help="New side (default: workspace)."),
+                 as_json: bool = typer.Option(False, "--json"), md: bool = typer.Option(False, "--md"),
+                 show_all: bool = typer.Option(False, "--all", help="Also unchanged metrics."),
+                 precision: int = typer.Option(5, "--precision")) -> None:
+    """How metrics moved: the values recorded in pipeline.lock vs the files now, by default."""
+    _diff_command("metrics", a, b, as_json, md, show_all, precision)
+
+
+@params_app.command("diff")
+def params_diff(a: Optional[str] = typer.Argument(None, help="Old side: lock (default), workspace, or a git revision of pipeline.lock."),
+                b: Optional[str] = typer.Argument(None, help="New side (default: workspace)."),
+                as_json: bool = typer.Option(False, "--json"), md: bool = typer.Option(False, "--md"),
+                show_all: bool = typer.Option(False, "--all", help="Also unchanged params."),
+                precision: int = typer.Option(5, "--precision")) -> None:
+    """How params moved: the values recorded in pipeline.lock vs params files now, by default."""
+    _diff_command("params", a, b, as_json, md, show_all, precision)
+
+
+@app.command()
+def plots(output: Path = typer.Option(Path("hpipe_plots"), "-o", "--out", help="Folder for the PNGs and index.html.")) -> None:
+    """Render every `plots:` file to a PNG, plus an index.html showing them all."""
+    from hangar_pipe.deps import PathOut
+    from hangar_pipe.plots import render_all
+
+    pipeline = Pipeline.load()
+    files = [(o.path, pipeline.root / o.path) for s in pipeline.stages.values() for o in s.outs
+             if isinstance(o, PathOut) and o.role == "plot" and (pipeline.root / o.path).is_file()]
+    if not files:
+        raise UserError("no plot files yet: declare them under `plots:` and run `hpipe repro`")
+    for png in render_all(files, output):
+        _out(f"wrote {png}")
+    _out(f"wrote {output / 'index.html'}")
+
+
 data_app = typer.Typer(help="The Hangar repository behind the pipeline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 

@@ -132,11 +132,11 @@ def lookup(data: Any, dotted: str) -> Any:
     return node
 
 
-def _leaves(value: Any, prefix: str) -> dict[str, Any]:
+def leaves(value: Any, prefix: str) -> dict[str, Any]:
     if isinstance(value, dict) and value:
         out: dict[str, Any] = {}
         for k, v in value.items():
-            out.update(_leaves(v, f"{prefix}.{k}"))
+            out.update(leaves(v, f"{prefix}.{k}"))
         return out
     return {prefix: value}
 
@@ -173,6 +173,25 @@ class ParamsDep:
         return compare_values(old, new)
 
 
+Scalar = int | float | str | bool | None
+
+
+def flatten(data: Any) -> dict[str, Scalar]:
+    """Scalar leaves of nested mappings as {dotted.name: value}; lists are left out."""
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for key, value in data.items() for k, v in leaves(value, str(key)).items()
+            if not isinstance(v, (list, dict))}
+
+
+def read_metrics(path: Path) -> dict[str, Scalar]:
+    """A metrics file's (JSON or YAML) scalar values, or {} if it is missing or not a mapping."""
+    try:
+        return flatten(load_data(path, path.name))
+    except UserError:
+        return {}
+
+
 def compare_values(old: Record, new: Record) -> dict[str, str]:
     """Per key: new (not in the lock), removed (no longer declared), modified; subtrees per leaf."""
     out: dict[str, str] = {}
@@ -183,7 +202,7 @@ def compare_values(old: Record, new: Record) -> dict[str, str]:
             out[key] = "new"
         elif old[key] != new[key]:
             if isinstance(old[key], dict) and isinstance(new[key], dict):
-                a, b = _leaves(old[key], key), _leaves(new[key], key)
+                a, b = leaves(old[key], key), leaves(new[key], key)
                 for leaf in sorted(a.keys() | b.keys()):
                     if leaf not in b:
                         out[leaf] = "deleted"

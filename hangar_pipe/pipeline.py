@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hangar_pipe import runner
-from hangar_pipe.deps import Context, PathDep
+from hangar_pipe.deps import Context, PathDep, PathOut, read_metrics
 from hangar_pipe.errors import UserError
 from hangar_pipe.graph import Graph
 from hangar_pipe.hangar_deps import HangarData, HangarDep, HangarOut
@@ -193,4 +193,7 @@ class _StageOps:
         outs = measure_outs(stage, self.p.ctx)
         if missing := [k for k, rec in outs.items() if rec is None]:
             raise StageError(f"command succeeded but did not produce {', '.join(missing)}")
+        for out in stage.outs:  # metric values go in the lock, for `hpipe metrics diff`
+            if isinstance(out, PathOut) and out.role == "metric" and (rec := outs[out.key]):
+                rec["metrics"] = read_metrics(self.p.root / out.path)
         self.p.lock.set(name, lock_entry(stage, self.measured[name], outs))

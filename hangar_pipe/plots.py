@@ -1,0 +1,94 @@
+"""`hpipe plots`: a PNG per plot file of the pipeline, and an index.html showing them all.
+
+- A CSV/TSV whose first header cell starts with `actual` is a confusion matrix: a heatmap with
+  the counts written in the cells.
+- Any other CSV/TSV (or JSON list of records / mapping of lists) is curves against its first
+  column: losses on one panel, accuracies on another, anything else on a third.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+
+def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a CSV, TSV or JSON plot file."""
+    if path.suffix == ".json":
+        data: Any = json.loads(path.read_text())
+        if isinstance(data, dict):
+            header = list(data)
+            return header, [list(map(str, r)) for r in zip(*(data[h] for h in header))]
+        header = list(data[0]) if data else []
+        return header, [[str(rec.get(h, "")) for h in header] for rec in data]
+    delimiter = "\t" if path.suffix == ".tsv" else ","
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh, delimiter=delimiter))
+    return (rows[0], rows[1:]) if rows else ([], [])
+
+
+def _panels(columns: list[str]) -> list[tuple[str, list[str]]]:
+    groups: dict[str, list[str]] = {"loss": [], "accuracy": [], "value": []}
+    for col in columns:
+        low = col.lower()
+        groups["loss" if "loss" in low else "accuracy" if "acc" in low else "value"].append(col)
+    return [(name, cols) for name, cols in groups.items() if cols]
+
+
+def render(path: Path, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    header, rows = read_table(path)
+    if header and header[0].lower().startswith("actual"):
+        labels = header[1:]
+        matrix = [[int(float(v)) for v in r[1:]] for r in rows]
+        fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(labels), 0.6 + 0.6 * len(labels)))
+        image = ax.imshow(matrix, cmap="Blues")
+        peak = max((max(r) for r in matrix), default=0)
+        for i, r in enumerate(matrix):
+            for j, v in enumerate(r):
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                        color="white" if v > peak / 2 else "black")
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("actual")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    else:
+        x = [float(r[0]) for r in rows]
+        panels = _panels(header[1:])
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+        for ax, (name, cols) in zip(axes[0], panels):
+            for col in cols:
+                i = header.index(col)
+                ax.plot(x, [float(r[i]) for r in rows], marker="o", markersize=3, label=col)
+            ax.set_xlabel(header[0])
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+            ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def render_all(files: list[tuple[str, Path]], folder: Path) -> list[Path]:
+    """Render each (title, file) to folder/<name>.png and write folder/index.html."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pngs = []
+    for title, path in files:
+        png = folder / (title.replace("/", "_").rsplit(".", 1)[0] + ".png")
+        render(path, png, title)
+        pngs.append(png)
+    items = "\n".join(f'<h2>{html.escape(t)}</h2>\n<img src="{html.escape(p.name)}" alt="{html.escape(t)}">'
+                      for (t, _), p in zip(files, pngs))
+    (folder / "index.html").write_text(
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>hpipe plots</title></head>\n"
+        f"<body style='font-family: sans-serif'>\n<h1>Plots</h1>\n{items}\n</body></html>\n")
+    return pngs
