@@ -239,3 +239,20 @@ def test_open_columns_outside_hpipe_needs_the_environment(monkeypatch) -> None:
     with pytest.raises(UserError, match="run this through `hpipe repro`"):
         with open_columns():
             pass
+
+
+def test_a_writer_owns_its_columns(ingesting: Project) -> None:
+    """A commit that changes a writer's column by hand is an output change: the writer runs again."""
+    from hangar_repo import Repo
+
+    ingesting.hpipe("repro")
+    before = HangarStore(ingesting.root)
+    original = before.column(before.branches()["master"], "mnist_test_labels").fingerprint
+    Repo(ingesting.root).write("hand edit", mnist_test_labels={0: np.array([42], dtype=np.int64)})
+    status = ingesting.hpipe("status").out
+    assert "ingest: would run (changed outs: hangar:.: mnist_test_labels (changed (1 sample" in status
+    ingesting.hpipe("repro")
+    store = HangarStore(ingesting.root)
+    restored = store.column(store.branches()["master"], "mnist_test_labels").fingerprint
+    assert restored == original, "the writer's output is back, in a new commit"
+    assert ingesting.ran(ingesting.hpipe("repro")) == []

@@ -1,0 +1,161 @@
+"""The train and evaluate stages on tiny data, metrics and params commands, plots, custom training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import Project, user_error
+
+REPO = Path(__file__).resolve().parent.parent
+
+PIPELINE = """
+    stages:
+      ingest:
+        uses: ingest
+        with: {source: raw.npz, splits: {training: 0.6, validation: 0.2, test: 0.2}, seed: 0}
+        deps: [raw.npz]
+        outs:
+          - hangar: [mnist_training_images, mnist_training_labels, mnist_validation_images,
+                     mnist_validation_labels, mnist_test_images, mnist_test_labels]
+      train:
+        uses: train
+        deps:
+          - hangar: [mnist_training_images, mnist_training_labels, mnist_validation_images,
+                     mnist_validation_labels]
+        params: [train]
+        outs: [models/model.pt]
+        metrics: [metrics/train.json]
+        plots: [metrics/train_history.csv]
+      evaluate:
+        uses: evaluate
+        deps: [models/model.pt, {hangar: [mnist_test_images, mnist_test_labels]}]
+        metrics: [metrics/eval.json]
+        plots: [metrics/confusion.csv]
+"""
+
+PARAMS = """
+    train:
+      model: {kind: mlp, layers: [64, 32, 10]}
+      optimizer: adam
+      lr: 0.01
+      epochs: 3
+      batch_size: 16
+      seed: 0
+      device: cpu
+"""
+
+
+def tiny_data(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Ten well separated classes of 8x8 'images' with integer pixels."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, n)
+    centers = rng.integers(0, 200, size=(10, 64))
+    x = np.clip(centers[y] + rng.integers(0, 40, size=(n, 64)), 0, 255).astype(np.uint8)
+    return x.reshape(n, 8, 8), y
+
+
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory) -> Path:
+    project = Project(tmp_path_factory.mktemp("trained"))
+    x, y = tiny_data()
+    np.savez(project.root / "raw.npz", x=x, y=y)
+    project.pipeline(PIPELINE)
+    project.write("params.yaml", PARAMS)
+    done = project.hpipe("repro")
+    assert project.ran(done) == ["ingest", "train", "evaluate"]
+    assert "epoch 3/3: train loss" in done.out
+    return project.root
+
+
+@pytest.fixture
+def trained(trained_once: Path, project: Project) -> Project:
+    """A copy of the project after its first full run (outputs, lock and Hangar repo)."""
+    shutil.copytree(trained_once, project.root, dirs_exist_ok=True)
+    return project
+
+
+def test_train_outputs_metrics_history_and_checkpoint(trained: Project) -> None:
+    metrics = json.loads(trained.read("metrics/train.json"))
+    assert metrics["epochs"] == 3 and len(metrics["history"]["val_accuracy"]) == 3
+    assert metrics["val_accuracy"] == metrics["history"]["val_accuracy"][-1] > 0.9
+    lines = trained.read("metrics/train_history.csv").splitlines()
+    assert lines[0] == "epoch,train_loss,val_loss,val_accuracy" and len(lines) == 4
+    saved = torch.load(trained.root / "models/model.pt", weights_only=False)
+    lock = yaml.safe_load(trained.read("pipeline.lock"))["stages"]
+    data_dep = lock["train"]["deps"][1]
+    assert saved["data"]["commit"] == data_dep["commit"] == metrics["data_commit"]
+    assert saved["data"]["columns"]["mnist_training_labels"] == \
+        data_dep["columns"]["mnist_training_labels"]["fingerprint"]
+    assert saved["params"]["lr"] == 0.01 and saved["torch_version"] == torch.__version__
+    assert saved["model"] == {"kind": "mlp", "layers": [64, 32, 10]}
+
+
+def test_evaluate_outputs(trained: Project) -> None:
+    result = json.loads(trained.read("metrics/eval.json"))
+    assert result["test_samples"] == 60 and result["accuracy"] > 0.9
+    assert set(result["precision"]) == set(result["recall"]) == {str(c) for c in range(10)}
+    rows = trained.read("metrics/confusion.csv").splitlines()
+    assert rows[0] == "actual\\predicted," + ",".join(map(str, range(10)))
+    counts = [[int(v) for v in r.split(",")[1:]] for r in rows[1:]]
+    assert sum(map(sum, counts)) == 60
+    assert sum(counts[i][i] for i in range(10)) == round(result["accuracy"] * 60)
+
+
+def test_training_is_deterministic_on_cpu(trained: Project) -> None:
+    first = trained.read("metrics/train.json")
+    trained.hpipe("repro", "-f", "-s", "train")
+    assert trained.read("metrics/train.json") == first
+
+
+def test_metrics_and_params_diff(trained: Project) -> None:
+    shown = json.loads(trained.hpipe("metrics", "show", "--json").out)
+    assert shown["metrics/eval.json"]["accuracy"] > 0.9
+    assert "history.val_loss" not in shown["metrics/train.json"], "lists are left out"
+    assert "precision.3" in shown["metrics/eval.json"], "nested keys flattened"
+    assert trained.hpipe("metrics", "diff").out.startswith("No metrics changed between lock and workspace")
+    subprocess.run("git init -q && git add pipeline.lock && git -c user.email=t@t -c user.name=t "
+                   "commit -qm base", shell=True, cwd=trained.root, check=True)
+    trained.write("params.yaml", PARAMS.replace("epochs: 3", "epochs: 1"))
+    params = json.loads(trained.hpipe("params", "diff", "--json").out)
+    assert params == [{"file": "params.yaml", "name": "train.epochs", "old": 3, "new": 1, "change": -2}]
+    assert "| params.yaml | train.epochs | 3 | 1 | -2 |" in trained.hpipe("params", "diff", "--md").out
+    trained.hpipe("repro")
+    rows = {r["name"]: r for r in json.loads(trained.hpipe("metrics", "diff", "HEAD", "--json").out)
+            if r["file"] == "metrics/train.json"}
+    assert rows["epochs"]["old"] == 3 and rows["epochs"]["new"] == 1 and rows["epochs"]["change"] == -2
+    assert rows["train_loss"]["change"] == pytest.approx(rows["train_loss"]["new"] - rows["train_loss"]["old"])
+    md = trained.hpipe("metrics", "diff", "HEAD", "--md").out
+    assert md.splitlines()[0] == "| file | metric | old | new | change |"
+    table = trained.hpipe("metrics", "diff", "HEAD").out
+    assert "epochs" in table and "-2" in table
+    assert "cannot read pipeline.lock at 'nope'" in user_error(
+        trained.hpipe("metrics", "diff", "nope", check=None))
+
+
+def test_plots_files(trained: Project) -> None:
+    done = trained.hpipe("plots", "-o", "out")
+    pngs = sorted((trained.root / "out").glob("*.png"))
+    assert [p.name for p in pngs] == ["metrics_confusion.png", "metrics_train_history.png"]
+    for png in pngs:
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    index = (trained.root / "out/index.html").read_text()
+    assert '<img src="metrics_train_history.png"' in index and '<img src="metrics_confusion.png"' in index
+    assert "wrote out/index.html" in done.out
+
+
+def test_custom_training_example(project: Project) -> None:
+    shutil.copytree(REPO / "examples" / "custom_training", project.root, dirs_exist_ok=True)
+    done = project.hpipe("repro")
+    assert project.ran(done) == ["ingest", "custom_train"]
+    metrics = json.loads(project.read("metrics/custom.json"))
+    lock = yaml.safe_load(project.read("pipeline.lock"))["stages"]["custom_train"]
+    assert metrics["data_commit"] == lock["deps"][0]["commit"]
+    assert metrics["train_accuracy"] > 0.8 and len(metrics["losses"]) == 3
