@@ -32,11 +32,14 @@ class Fingerprint:
 
 
 def hash_file(path: str | os.PathLike[str]) -> str:
-    """xxh3-128 of a file's bytes, read in large chunks into one reused buffer."""
-    h = xxhash.xxh3_128()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    """xxh3-128 of a file's bytes: small files in one read, large ones in chunks into one buffer."""
     with open(path, "rb", buffering=0) as fh:
+        first = fh.read(CHUNK)
+        if len(first) < CHUNK:
+            return xxhash.xxh3_128_hexdigest(first)
+        h = xxhash.xxh3_128(first)
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
         while n := fh.readinto(buf):
             h.update(view[:n])
     return h.hexdigest()
