@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
     with progress(epochs * len(train_loader), "training") as advance:
         for epoch in range(1, epochs + 1):
             model.train()
-            total = 0.0
+            total, started = 0.0, time.perf_counter()
             for x, y in train_loader:
                 optimizer.zero_grad()
                 loss = loss_fn(model(x), y.reshape(-1))
@@ -138,12 +139,14 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
                 optimizer.step()
                 total += loss.item() * len(x)
                 advance(1, f"epoch {epoch}")
+            seconds = time.perf_counter() - started  # the training pass alone (printed, not recorded)
             val_loss, preds, targets = evaluate_batches(model, val_loader)
             log["train_loss"].append(total / len(train_set))
             log["val_loss"].append(val_loss)
             log["val_accuracy"].append(float((preds == targets).float().mean()))
             print(f"epoch {epoch}/{epochs}: train loss {log['train_loss'][-1]:.4f}, "
-                  f"val loss {val_loss:.4f}, val accuracy {log['val_accuracy'][-1]:.4f}", flush=True)
+                  f"val loss {val_loss:.4f}, val accuracy {log['val_accuracy'][-1]:.4f}"
+                  f" ({seconds:.2f}s)", flush=True)
     provenance = {"repo": str(train_set.repo), "commit": train_set.commit,
                   "columns": {**train_set.fingerprints, **val_set.fingerprints}}
     buf = io.BytesIO()
