@@ -156,3 +156,35 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+
+def make_hangar_repo(folder: Path, n: int, dim: int, *, backend: str | None = None) -> str:
+    """A Hangar repo with `imgs` (n x dim float32) and `labels` (n x 1 int64), made once; its commit."""
+    marker = folder / "commit.txt"
+    if marker.exists():
+        return marker.read_text().strip()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    import numpy as np
+
+    from hangar_pipe import compat
+
+    hangar = compat.import_hangar()
+    rng = np.random.default_rng(0)
+    x = rng.random((n, dim), dtype=np.float32)
+    y = rng.integers(0, 10, (n, 1)).astype(np.int64)
+    with compat.quiet():
+        repo = hangar.Repository(str(folder), exists=False)
+        repo.init(user_name="bench", user_email="bench@example.com")
+        co = repo.checkout(write=True)
+    kwargs = {"backend": backend} if backend else {}
+    imgs = co.add_ndarray_column("imgs", shape=(dim,), dtype=np.float32, **kwargs)
+    labels = co.add_ndarray_column("labels", shape=(1,), dtype=np.int64)
+    with imgs, labels:
+        for i in range(n):
+            imgs[i] = x[i]
+            labels[i] = y[i]
+    commit = co.commit(f"{n} samples")
+    co.close()
+    marker.write_text(commit)
+    return commit

@@ -159,3 +159,19 @@ def test_custom_training_example(project: Project) -> None:
     lock = yaml.safe_load(project.read("pipeline.lock"))["stages"]["custom_train"]
     assert metrics["data_commit"] == lock["deps"][0]["commit"]
     assert metrics["train_accuracy"] > 0.8 and len(metrics["losses"]) == 3
+
+
+def test_models_and_devices() -> None:
+    from hangar_pipe.errors import UserError
+    from hangar_pipe.stages.train import build_model, pick_device
+
+    mlp = build_model({"kind": "mlp", "layers": [784, 500, 200, 10]})
+    assert [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)] == [500, 200, 10]
+    cnn = build_model({"kind": "cnn", "channels": [4, 8]})
+    assert cnn(torch.zeros(5, 784)).shape == (5, 10)
+    with pytest.raises(UserError, match="unknown model kind"):
+        build_model({"kind": "rnn"})
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            pick_device("cuda")

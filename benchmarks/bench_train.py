@@ -1,0 +1,116 @@
+"""Training speed and the demo's wall time.
+
+1. Epoch time of the built-in train stage (a real `hpipe repro` of `uses: train` on a 50,000 x 784
+   Hangar commit; the stage prints each epoch's training time) vs a plain PyTorch loop over the
+   same data held in memory as tensors, with the same model (784-500-200-10 MLP), optimizer (SGD,
+   lr 0.01, momentum 0.9), batch size (32) and torch's default threads. Target: within 1.15x.
+2. The demo pipeline (pipeline.yaml + params.yaml of the repo root), in a fresh folder: first run
+   (ingest, 10 epochs of training, evaluation) and no-op run.
+
+Run from the repo root:  .venv/bin/python benchmarks/bench_train.py [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import sys
+import time
+
+from _common import HPIPE, REPO, WORK, bench, loadavg, machine, make_hangar_repo, ratio, run, table, timed
+
+PLAIN = """
+import sys, time, statistics
+import torch
+from torch import nn
+from hangar_pipe.torch import ColumnsDataset
+ds = ColumnsDataset(["imgs", "labels"], repo=sys.argv[1], commit=sys.argv[2], cache_dir=False)
+x, y = ds.tensors[0].clone(), ds.tensors[1].reshape(-1).clone()
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 200), nn.ReLU(), nn.Linear(200, 10))
+opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+times = []
+for epoch in range(int(sys.argv[3])):
+    t0 = time.perf_counter()
+    model.train()
+    total = 0.0
+    for idx in torch.randperm(len(x)).split(32):
+        opt.zero_grad()
+        loss = loss_fn(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+    times.append(time.perf_counter() - t0)
+print(" ".join(map(str, times)))
+"""
+
+PIPELINE = """
+stages:
+  train:
+    uses: train
+    with: {images: imgs, labels: labels, val_images: imgs, val_labels: labels}
+    deps: [{hangar: [imgs, labels]}]
+    params: [train]
+    outs: [models/model.pt]
+    metrics: [metrics/train.json]
+"""
+
+PARAMS = """
+train:
+  model: {kind: mlp, layers: [784, 500, 200, 10]}
+  optimizer: sgd
+  lr: 0.01
+  momentum: 0.9
+  epochs: EPOCHS
+  batch_size: 32
+  seed: 0
+  device: cpu
+"""
+
+
+def epoch_rows(epochs: int) -> list[list[object]]:
+    folder = WORK / "hangar-train"
+    commit = make_hangar_repo(folder, 50_000, 784)
+    (folder / "pipeline.yaml").write_text(PIPELINE)
+    (folder / "params.yaml").write_text(PARAMS.replace("EPOCHS", str(epochs)))
+    out = run([HPIPE, "repro", "-f"], folder)
+    ours = [float(s) for s in re.findall(r"epoch \d+/\d+: .*\((\d+\.\d+)s\)", out)]
+    assert len(ours) == epochs, out
+    plain = [float(s) for s in run([sys.executable, "-c", PLAIN, folder, commit, str(epochs)],
+                                   folder).split()]
+    a, b = statistics.median(ours), statistics.median(plain)
+    return [["train stage (BatchLoader over Hangar columns)", a, ", ".join(f"{t:.2f}" for t in ours)],
+            ["plain loop over in-memory tensors", b, ", ".join(f"{t:.2f}" for t in plain)],
+            ["ratio (medians)", ratio(a, b), "target <= 1.15x"]]
+
+
+def demo_rows() -> list[list[object]]:
+    folder = WORK / "demo"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name in ("pipeline.yaml", "params.yaml"):
+        shutil.copy(REPO / name, folder / name)
+    first, _ = timed([HPIPE, "repro"], folder, "3 ran")
+    noop = bench([HPIPE, "repro"], folder, reps=7, expect="Everything is up to date.")
+    return [["first run (ingest, train 10 epochs, evaluate)", first, ""],
+            ["no-op run (median of 7)", noop.median, f"min {noop.min:.3f}"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    print(f"## Training\n\nMachine: {machine()}\n")
+    print(f"### Epoch time, 50,000 x 784, batch 32 (s; {args.epochs} epochs each)\n")
+    print(table(["loop", "median epoch s", "epochs s"], epoch_rows(args.epochs)))
+    print("\n### The demo pipeline, wall time\n")
+    t0 = time.perf_counter()
+    print(table(["run", "seconds", "note"], demo_rows()))
+    print(f"\n(total {time.perf_counter() - t0:.0f} s) Load average at end: {loadavg()}")
+
+
+if __name__ == "__main__":
+    main()
