@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
-import warnings
 
 import pytest
 
@@ -42,20 +41,9 @@ if "hangar" in sys.modules:
         "(does hangar_pipe/__init__.py import hangar now?), so the shim may have come too late"
     )
 
-import numpy as np  # noqa: E402
+from hangar_pipe.compat import missing_numpy_aliases  # noqa: E402
 
-
-def _lacks(name: str) -> bool:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            getattr(np, name)
-            return False
-        except AttributeError:
-            return True
-
-
-_missing = [name for name in ("bool", "math", "typeDict") if _lacks(name)]
+_missing = missing_numpy_aliases()
 if _missing:
     raise pytest.UsageError(f"the hangar_pipe.compat shim did not restore numpy.{', numpy.'.join(_missing)}")
 

@@ -32,6 +32,16 @@ def _lacks(np: Any, name: str) -> bool:
             return True
 
 
+NUMPY_ALIASES = ("bool", "math", "typeDict")
+
+
+def missing_numpy_aliases() -> list[str]:
+    """The numpy aliases Hangar uses that this numpy lacks (none after `patch_numpy()`)."""
+    import numpy as np
+
+    return [name for name in NUMPY_ALIASES if _lacks(np, name)]
+
+
 def patch_numpy() -> None:
     """Restore the numpy aliases Hangar uses; each is a no-op where the alias still exists."""
     import numpy as np

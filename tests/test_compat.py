@@ -41,3 +41,8 @@ def test_round_trip_on_every_backend(tmp_path, backend: str) -> None:
         np.testing.assert_array_equal(reader["imgs", i], arr)
         assert reader["labels", i][0] == i % 10
     reader.close()
+
+
+def test_missing_aliases_reported_then_restored() -> None:
+    compat.patch_numpy()
+    assert compat.missing_numpy_aliases() == []
