@@ -136,7 +136,8 @@ class Pipeline:
             stage = self.stages[name]
             for i, dep in enumerate(stage.deps):
                 where = ("stages", name, "deps", i)
-                if isinstance(dep, HangarDep):  # also resolves the commit this run reads
+                if isinstance(dep, HangarDep):
+                    self.data.resolve(dep.repo, dep.ref)  # the commit this run reads, from the start
                     reason = None if self.graph.producers_of(dep) else dep.missing(self.ctx)
                     if reason:
                         raise self.spec.doc.error(where, reason)

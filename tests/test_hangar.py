@@ -207,3 +207,34 @@ def test_stage_environment_and_no_heavy_imports(project: Project, data: Repo) ->
     out = subprocess.run([sys.executable, "-c", code], cwd=project.root, capture_output=True,
                          text=True, check=True, env=ENV).stdout
     assert out.strip().splitlines() == ["Everything is up to date.", "[]"]
+
+
+def test_readers_see_the_commit_resolved_at_the_start(project: Project, data: Repo) -> None:
+    """A commit landing mid-run (not from an upstream writer stage) is not seen until the next run."""
+    start = HangarStore(project.root).branches()["master"]
+    project.write("commit_now.py", """
+        import numpy as np
+        from hangar_pipe import compat
+        hangar = compat.import_hangar()
+        with compat.quiet():
+            co = hangar.Repository(".", exists=True).checkout(write=True)
+        co.columns["labels"][0] = np.array([8], dtype=np.int64)
+        co.commit("mid-run")
+        co.close()
+        open("first.txt", "w").write("done")
+    """)
+    project.pipeline("""
+        stages:
+          first:
+            cmd: python commit_now.py
+            deps: [{hangar: [labels]}]
+            outs: [first.txt]
+          second:
+            cmd: echo "$HPIPE_DATA_COMMIT" > second.txt
+            deps: [first.txt, {hangar: [labels]}]
+            outs: [second.txt]
+    """)
+    project.hpipe("repro")
+    assert project.read("second.txt").strip() == start
+    assert lock_dep(project, "second")["commit"] == start
+    assert "second" in status(project) and "first" in status(project)
