@@ -37,7 +37,9 @@ def status(project: Project, *args: str) -> dict:
 
 
 def lock_dep(project: Project, stage: str = "train") -> dict:
-    return yaml.safe_load(project.read("pipeline.lock"))["stages"][stage]["deps"][0]
+    """The stage's (first) Hangar dep record in pipeline.lock."""
+    deps = yaml.safe_load(project.read("pipeline.lock"))["stages"][stage]["deps"]
+    return next(d for d in deps if "hangar" in d)
 
 
 def test_lock_records_repo_ref_commit_and_columns(project: Project, data: Repo) -> None:
