@@ -105,7 +105,7 @@ def main() -> None:
                 [[k, v] for k, v in walls.items()]))
     print()
     top = sorted(traces["status"].entries, key=lambda e: -e.cumulative_us)[:8]
-    print("Top 8 modules by cumulative import time (`status`; nesting 0 = imported by hpipe itself):\n")
+    print("Top 8 modules by cumulative import time (`status`; nesting 0 = a top-level import):\n")
     print(table(["module", "nesting", "self ms", "cumulative ms"],
                 [[e.module, e.depth, f"{e.self_us / 1000:.1f}", f"{e.cumulative_us / 1000:.1f}"] for e in top]))
     bad = sorted({m for t in traces.values() for m in t.forbidden()})
