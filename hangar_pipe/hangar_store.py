@@ -17,7 +17,6 @@ depends on Hangar's on-disk format, which is why hangar is pinned to 0.5.2.
 from __future__ import annotations
 
 import ast
-import bisect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,7 @@ class HangarStore:
         if not (self.dir / "ref.lmdb").is_file():
             raise FileNotFoundError(f"no Hangar repository in {path}")
         self._envs: dict[str, Any] = {}
-        self._records: dict[str, list[bytes]] = {}
+        self._flat: dict[str, bytes] = {}
         self._schemas: dict[bytes, dict[str, Any]] = {}
 
     def _env(self, db: str) -> Any:
@@ -156,29 +155,34 @@ class HangarStore:
 
     # -- columns -------------------------------------------------------------------------------
 
-    def records(self, commit: str) -> list[bytes]:
-        """All records of a commit, sorted (cached: a commit never changes)."""
-        if commit not in self._records:
+    def flat(self, commit: str) -> bytes:
+        """A commit's records, decompressed: sorted, `$`-joined (cached: a commit never changes)."""
+        if commit not in self._flat:
             from hangar_pipe.compat import blosc_decompress
 
             raw = self._get("ref", f"{commit}:ref".encode())
             if raw is None:
                 raise UserError(f"commit {commit} not found in the Hangar repository {self.path}")
-            flat = blosc_decompress()(raw)
-            self._records[commit] = flat.split(b"$") if flat else []
-        return self._records[commit]
+            self._flat[commit] = blosc_decompress()(raw)
+        return self._flat[commit]
+
+    def _run(self, commit: str, prefix: bytes) -> bytes:
+        """The `$`-joined records whose keys start with prefix: one contiguous run, found by search."""
+        flat = self.flat(commit)
+        if flat.startswith(prefix):
+            start = 0
+        else:
+            start = flat.find(b"$" + prefix) + 1
+            if start == 0:
+                return b""
+        last = flat.rfind(b"$" + prefix) + 1
+        end = flat.find(b"$", max(start, last))
+        return flat[start:end if end >= 0 else len(flat)]
 
     def column_names(self, commit: str) -> list[str]:
+        run = self._run(commit, b"s:")
         return sorted(r.split(b" ", 1)[0].decode()[2:].rsplit(":", 1)[0]
-                      for r in self._run(commit, b"s:"))
-
-    def _run(self, commit: str, prefix: bytes) -> list[bytes]:
-        recs = self.records(commit)
-        i = bisect.bisect_left(recs, prefix)
-        j = i
-        while j < len(recs) and recs[j].startswith(prefix):
-            j += 1
-        return recs[i:j]
+                      for r in run.split(b"$")) if run else []
 
     def _schema(self, digest: bytes) -> dict[str, Any]:
         if digest not in self._schemas:
@@ -192,23 +196,27 @@ class HangarStore:
         schema_rec = self._run(commit, f"s:{name}:".encode())
         if not schema_rec:
             return None
-        layout = schema_rec[0].split(b" ", 1)[0][-1:]  # b"f" flat, b"n" nested
-        schema = self._schema(schema_rec[0].split(b" ", 1)[1])
+        key, digest = schema_rec.split(b" ", 1)
+        layout = key[-1:]  # b"f" flat, b"n" nested
+        schema = self._schema(digest)
         data = self._run(commit, layout + f":{name}:".encode())
         h = xxhash.xxh3_128(repr(sorted(schema.items(), key=lambda kv: kv[0])).encode())
         h.update(b"\0")
-        h.update(b"\n".join(data))
-        if layout == b"n":
-            samples = len({r.split(b" ", 1)[0].rsplit(b":", 1)[0] for r in data})
+        h.update(data)
+        if not data:
+            samples = 0
+        elif layout == b"n":
+            samples = len({r.split(b" ", 1)[0].rsplit(b":", 1)[0] for r in data.split(b"$")})
         else:
-            samples = len(data)
+            samples = data.count(b"$") + 1
         return ColumnState(h.hexdigest(), samples, schema)
 
     def samples(self, commit: str, name: str) -> dict[bytes, bytes]:
         """A column's (sample key -> data digest) mapping at a commit."""
         out: dict[bytes, bytes] = {}
         for prefix in (f"f:{name}:".encode(), f"n:{name}:".encode()):
-            for rec in self._run(commit, prefix):
+            run = self._run(commit, prefix)
+            for rec in run.split(b"$") if run else ():
                 key, digest = rec.split(b" ", 1)
                 out[key[len(prefix):]] = digest
         return out

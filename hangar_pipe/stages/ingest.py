@@ -18,6 +18,7 @@ import gzip
 import importlib.util
 import os
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,9 +156,12 @@ def run(source: Any, splits: dict[str, float | int] | None = None, seed: int = 0
     fingerprint = digest.hexdigest()[:16]
     with writer(repo, branch, stage) as co:
         total = sum(len(idx) for idx in parts.values())
+        started = time.perf_counter()
         with progress(total, f"{stage}: writing {total} samples") as advance:
             for split, idx in parts.items():
                 _write_split(co, f"{prefix}_{split}", x[idx], y[idx], backend, advance)
+        seconds = time.perf_counter() - started
+        print(f"{stage}: wrote {total} samples in {seconds:.2f}s ({total / seconds:,.0f} samples/s)")
         if co.diff.status() == "CLEAN":
             print(f"{stage}: {name} is already in {branch} at {co.commit_hash}; nothing to commit")
             return
