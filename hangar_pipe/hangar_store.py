@@ -221,17 +221,14 @@ class HangarStore:
                 out[key[len(prefix):]] = digest
         return out
 
-    def data_specs(self, digests: list[bytes]) -> list[list[str]]:
+    def data_specs(self, digests: list[bytes]) -> list[list[bytes]]:
         """Where each data digest is stored: `[backend, uid, checksum, ...]` (one read transaction)."""
-        out = []
         with self._env("hash").begin() as txn:
-            for digest in digests:
-                raw = txn.get(b"h:" + digest)
-                if raw is None:
-                    raise UserError(f"no stored data for {digest.decode()} in {self.path}"
-                                    " (a partial clone?)")
-                out.append(bytes(raw).decode().split(":"))
-        return out
+            raws = [txn.get(b"h:" + digest) for digest in digests]
+        if None in raws:
+            missing = digests[raws.index(None)].decode()
+            raise UserError(f"no stored data for {missing} in {self.path} (a partial clone?)")
+        return [raw.split(b":") for raw in raws]
 
     def explain(self, old_commit: str, new_commit: str, name: str) -> str:
         """How a column changed between two commits, in data terms."""

@@ -125,3 +125,23 @@ def test_works_with_dataloader_workers(repo, tmp_path, context) -> None:
     ds = ColumnsDataset(["x10", "y"], repo=path, commit=first, cache_dir=tmp_path)
     expected = [int(y.sum()) for _, y in torch.utils.data.DataLoader(ds, batch_size=10)]
     assert _worker_sum(ds, context) == expected
+
+
+def test_corrupted_data_is_detected(tmp_path) -> None:
+    data = Repo(tmp_path)
+
+    def fill(co):
+        col = co.add_ndarray_column("x", shape=(4,), dtype=np.float32, backend="10")
+        with col:
+            for i in range(5):
+                col[i] = np.full(4, i, dtype=np.float32)
+
+    commit = data.edit("x", fill)
+    npy = next((tmp_path / ".hangar" / "data" / "10").glob("*.npy"))
+    arr = np.load(npy, mmap_mode="r+")
+    arr[2, 0] = 42.0  # flip a stored value behind Hangar's back
+    arr.flush()
+    del arr
+    with pytest.raises(UserError, match="DATA CORRUPTION in column 'x' sample #2"):
+        read_column(HangarStore(tmp_path), commit, "x")
+    assert read_column(HangarStore(tmp_path), commit, "x", verify=False)[2, 0] == 42.0
