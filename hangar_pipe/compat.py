@@ -47,9 +47,9 @@ def patch_numpy() -> None:
     import numpy as np
 
     if _lacks(np, "bool"):
-        np.bool = np.bool_  # type: ignore[attr-defined]
+        setattr(np, "bool", np.bool_)
     if _lacks(np, "math"):
-        np.math = math  # type: ignore[attr-defined]
+        setattr(np, "math", math)
     if _lacks(np, "typeDict"):
         table: dict[Any, type] = dict(np.sctypeDict)
         for code in np.typecodes["All"]:
@@ -59,7 +59,7 @@ def patch_numpy() -> None:
                 continue
             table.setdefault(code, dtype.type)
             table.setdefault(dtype.num, dtype.type)
-        np.typeDict = table  # type: ignore[attr-defined]
+        setattr(np, "typeDict", table)
 
 
 def patch_protobuf() -> None:
@@ -113,7 +113,9 @@ def blosc_decompress() -> Callable[[bytes], bytes]:
 
         return blosc.decompress  # type: ignore[no-any-return]
     loader = importlib.machinery.ExtensionFileLoader("blosc.blosc_extension", path)
-    ext = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    ext = importlib.util.module_from_spec(spec)
     loader.exec_module(ext)
     ext.init()
     return lambda data: ext.decompress(data, False)  # type: ignore[no-any-return]

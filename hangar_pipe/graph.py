@@ -143,7 +143,7 @@ class Graph:
         lines = ["flowchart TD"]
         ids = {name: f"s{i}" for i, name in enumerate(self.order())}
         lines += [f'    {ids[n]}["{n}"]' for n in ids]
-        lines += [f"    {ids[u]} --> {ids[n]}" for n in ids for u in sorted(self.upstream[n], key=ids.get)]
+        lines += [f"    {ids[u]} --> {ids[n]}" for n in ids for u in sorted(self.upstream[n], key=ids.__getitem__)]
         return "\n".join(lines)
 
     def dot(self) -> str:

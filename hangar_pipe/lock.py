@@ -39,7 +39,7 @@ class LockFile:
     def get(self, name: str) -> dict[str, Any] | None:
         return self.entries.get(name)
 
-    def set(self, name: str, entry: dict[str, Any]) -> None:
+    def record(self, name: str, entry: dict[str, Any]) -> None:
         """Record a stage that ran, and write the lock file."""
         self.entries[name] = entry
         self._rendered[name] = _render(name, entry)

@@ -197,4 +197,4 @@ class _StageOps:
         for out in stage.outs:  # metric values go in the lock, for `hpipe metrics diff`
             if isinstance(out, PathOut) and out.role == "metric" and (rec := outs[out.key]):
                 rec["metrics"] = read_metrics(self.p.root / out.path)
-        self.p.lock.set(name, lock_entry(stage, self.measured[name], outs))
+        self.p.lock.record(name, lock_entry(stage, self.measured[name], outs))

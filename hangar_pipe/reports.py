@@ -112,17 +112,13 @@ class Row:
                 "change": self.change}
 
 
-_ABSENT = object()
-
-
 def diff(old: Table, new: Table, *, everything: bool = False) -> list[Row]:
     rows = []
     for file in sorted(old.keys() | new.keys()):
         a, b = old.get(file, {}), new.get(file, {})
         for name in sorted(a.keys() | b.keys()):
-            va, vb = a.get(name, _ABSENT), b.get(name, _ABSENT)
-            if everything or va != vb:
-                rows.append(Row(file, name, None if va is _ABSENT else va, None if vb is _ABSENT else vb))
+            if everything or name not in a or name not in b or a[name] != b[name]:
+                rows.append(Row(file, name, a.get(name), b.get(name)))
     return rows
 
 

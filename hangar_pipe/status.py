@@ -70,8 +70,10 @@ def stage_reasons(stage: Stage, entry: dict[str, Any] | None, deps: Measured,
     for f in DEFINITION_FIELDS:
         old, new = entry.get(f), definition.get(f)
         if old != new:
-            both_dicts = isinstance(old, dict) and isinstance(new, dict)
-            changed_def[f] = compare_values(old, new) if both_dicts else "modified"
+            if isinstance(old, dict) and isinstance(new, dict):
+                changed_def[f] = compare_values(old, new)
+            else:
+                changed_def[f] = "modified"
     if changed_def:
         reasons["changed definition"] = changed_def
     if changed := _compare_records(stage.deps, entry.get("deps") or [], deps.deps, ctx):

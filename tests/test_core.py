@@ -75,13 +75,13 @@ def test_recently_written_files_are_not_cached(tmp_path) -> None:
 
 def test_lock_file_round_trip_and_order(tmp_path) -> None:
     lock = LockFile(tmp_path / "pipeline.lock")
-    lock.set("zeta", {"cmd": "z", "outs": [{"path": "z", "hash": "00", "size": 1}]})
-    lock.set("alpha", {"cmd": "a"})
+    lock.record("zeta", {"cmd": "z", "outs": [{"path": "z", "hash": "00", "size": 1}]})
+    lock.record("alpha", {"cmd": "a"})
     text = (tmp_path / "pipeline.lock").read_text()
     assert text.index("alpha:") < text.index("zeta:")
     again = LockFile(tmp_path / "pipeline.lock")
     assert again.entries == {"alpha": {"cmd": "a"}, "zeta": lock.get("zeta")}
-    again.set("mid", {"cmd": "m"})
+    again.record("mid", {"cmd": "m"})
     assert list(yaml.safe_load((tmp_path / "pipeline.lock").read_text())["stages"]) == [
         "alpha", "mid", "zeta"]
 

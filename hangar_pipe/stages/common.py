@@ -21,7 +21,10 @@ def write_output(path: str | Path, data: bytes) -> None:
 def progress(total: int, label: str) -> Iterator[Callable[[int, str | None], None]]:
     """A rich progress bar on a terminal (nothing otherwise); yields advance(n, description)."""
     if not sys.stderr.isatty():
-        yield lambda n, description=None: None
+        def ignore(n: int, description: str | None = None) -> None:
+            pass
+
+        yield ignore
         return
     from rich.progress import Progress
 
@@ -29,6 +32,9 @@ def progress(total: int, label: str) -> Iterator[Callable[[int, str | None], Non
         task = bar.add_task(label, total=total)
 
         def advance(n: int, description: str | None = None) -> None:
-            bar.update(task, advance=n, **({"description": description} if description else {}))
+            if description:
+                bar.update(task, advance=n, description=description)
+            else:
+                bar.update(task, advance=n)
 
         yield advance

@@ -29,7 +29,7 @@ from hangar_pipe.errors import UserError
 from hangar_pipe.stages.common import progress
 
 DEFAULT_SPLITS = {"training": 0.7, "validation": 0.15, "test": 0.15}
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def mnist_5k_path() -> Path:
