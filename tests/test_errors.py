@@ -219,3 +219,10 @@ def test_debug_shows_traceback(project: Project) -> None:
 def test_bad_lock_file(three_stage: Project) -> None:
     three_stage.write("pipeline.lock", "stages: [1, 2]\n")
     assert "pipeline.lock: not a hpipe/1 lock file" in user_error(three_stage.hpipe("status", check=None))
+
+
+def test_bad_command_line_is_one_line(three_stage: Project) -> None:
+    assert "Invalid value for '-j' / '--jobs'" in user_error(three_stage.hpipe("repro", "-j", "0", check=None))
+    assert "No such option: --bogus" in user_error(three_stage.hpipe("repro", "--bogus", check=None))
+    assert "No such command 'nope'" in user_error(three_stage.hpipe("nope", check=None))
+    assert three_stage.hpipe("--help").out.count("repro") >= 1
