@@ -116,5 +116,14 @@ def describe(reasons: dict[str, Any]) -> str:
 
 
 def _describe_items(detail: dict[str, Any]) -> str:
-    return ", ".join(f"{k}: {_describe_items(v)}" if isinstance(v, dict) else f"{k} ({v})"
-                     for k, v in detail.items())
+    items = []
+    for key, value in detail.items():
+        if key.startswith("hangar:") and isinstance(value, dict):  # in data terms, per column
+            repo = key[len("hangar:"):]
+            where = "" if repo == "." else f" of {repo}"
+            items += [f"hangar column {col}{where} {change}" for col, change in value.items()]
+        elif isinstance(value, dict):
+            items.append(f"{key}: {_describe_items(value)}")
+        else:
+            items.append(f"{key} ({value})")
+    return ", ".join(items)

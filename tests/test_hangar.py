@@ -71,7 +71,7 @@ def test_changing_one_sample_reruns_and_is_explained(project: Project, data: Rep
     reason = status(project)["train"]["changed deps"]["hangar:."]
     assert reason == {"labels": f"changed (1 sample modified) between {old[:10]}… and {new[:10]}…"}
     text = project.hpipe("status").out
-    assert "hangar:.: labels (changed (1 sample modified) between a=" in text
+    assert "train: would run (changed deps: hangar column labels changed (1 sample modified) between a=" in text
     data.write("grow", labels={20: np.array([1], dtype=np.int64), 21: np.array([2], dtype=np.int64)})
     assert "2 samples added" in status(project)["train"]["changed deps"]["hangar:."]["labels"]
     assert project.ran(project.hpipe("repro")) == ["train"]

@@ -133,7 +133,7 @@ def test_new_source_data_commits_and_downstream_reruns(ingesting: Project) -> No
     np.savez(ingesting.root / "raw.npz", x=x, y=y)
     done = ingesting.hpipe("repro")
     assert ingesting.ran(done) == ["ingest", "count"]
-    assert "mnist_test_labels (changed (" in done.out
+    assert "hangar column mnist_test_labels changed (" in done.out
     second = HangarStore(ingesting.root).branches()["master"]
     assert second != first and ingesting.read("seen.txt").strip() == second
 
@@ -250,7 +250,7 @@ def test_a_writer_owns_its_columns(ingesting: Project) -> None:
     original = before.column(before.branches()["master"], "mnist_test_labels").fingerprint
     Repo(ingesting.root).write("hand edit", mnist_test_labels={0: np.array([42], dtype=np.int64)})
     status = ingesting.hpipe("status").out
-    assert "ingest: would run (changed outs: hangar:.: mnist_test_labels (changed (1 sample" in status
+    assert "ingest: would run (changed outs: hangar column mnist_test_labels changed (1 sample" in status
     ingesting.hpipe("repro")
     store = HangarStore(ingesting.root)
     restored = store.column(store.branches()["master"], "mnist_test_labels").fingerprint
