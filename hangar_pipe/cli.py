@@ -265,8 +265,7 @@ def data_unlock(
         raise UserError("that hpipe stage is still running; wait for it to finish")
     if not yes and not typer.confirm("Release it? Only do this if nothing is writing to the repository"):
         raise typer.Exit(1)
-    unlock(folder)
-    _out("Released. The next hpipe writer discards what the killed run left staged.")
+    _out(unlock(folder))
 
 
 def main() -> None:

@@ -96,23 +96,22 @@ def open_repository(repo: Path) -> Any:
 def writer(repo: Path, branch: str, stage: str) -> Iterator[Any]:
     """A writer checkout of `branch` (created from HEAD if new), with the hpipe marker in place.
 
-    An exception inside the block discards what was staged, so nothing half-written survives.
+    Staged changes already there are never touched: the writer stops and says so. An exception
+    inside the block (a failure, Ctrl-C, SIGTERM) discards what this writer staged and removes
+    the marker, so only a SIGKILL leaves a marker behind, and `unlock` deals with that.
     """
     repository = open_repository(repo)
     if (repo / ".hangar" / "ref.lmdb").exists():
         check_lock(repo)
-    previous = read_marker(repo)
     with compat.quiet():
         co = repository.checkout(write=True)
     try:
         if co.diff.status() == "DIRTY":
-            if previous is None:
-                raise UserError(f"the staging area of {repo} (branch '{co.branch_name}') has"
-                                " uncommitted changes that hpipe did not make; commit or reset them")
-            with compat.quiet():
-                co.reset_staging_area()  # left by a killed hpipe writer
+            raise UserError(f"the staging area of {repo} (branch '{co.branch_name}') has uncommitted"
+                            " changes; commit or reset them before an hpipe stage writes")
         if co.branch_name != branch:
             co.close()
+            co = None
             if branch not in repository.list_branches():
                 repository.create_branch(branch)
             with compat.quiet():
@@ -126,21 +125,34 @@ def writer(repo: Path, branch: str, stage: str) -> Iterator[Any]:
             with compat.quiet():
                 co.reset_staging_area()
             raise
-        _marker_path(repo).unlink(missing_ok=True)
+        finally:
+            _marker_path(repo).unlink(missing_ok=True)
     finally:
-        co.close()
+        if co is not None:
+            co.close()
 
 
-def unlock(repo: Path) -> bool:
-    """Force-release the writer lock; the marker stays so the next writer discards stale staging."""
+def unlock(repo: Path) -> str:
+    """Force-release the writer lock. Staging left by a killed hpipe writer (the marker names the
+    held lock and its process is gone) is discarded with it; anyone else's staging is kept."""
+    killed = describe_lock(repo)
+    marker = read_marker(repo)
+    ours = bool(killed and killed[1] and marker)
     repository = open_repository(repo)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        released = bool(repository.force_release_writer_lock())
-    marker = read_marker(repo)
-    if marker is not None:
-        marker["released"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        atomic_write(_marker_path(repo), json.dumps(marker).encode())
-    return released
+        repository.force_release_writer_lock()
+    if not ours:
+        return "Released."
+    with compat.quiet():
+        co = repository.checkout(write=True)
+        try:
+            dirty = co.diff.status() == "DIRTY"
+            if dirty:
+                co.reset_staging_area()
+        finally:
+            co.close()
+    _marker_path(repo).unlink(missing_ok=True)
+    return ("Released, and discarded what the killed run had staged." if dirty else "Released.")

@@ -94,6 +94,7 @@ class Pipeline:
         With `data_commit`, every Hangar dep of data.repo reads that commit (a branch, or a full or
         short digest) and stages that write Hangar data are held back as `pinned`.
         """
+        self._fresh_run_state()
         order = self.graph.select(targets, single=single, downstream=downstream)
         held = {n: "frozen" for n in order if self.stages[n].frozen}
         try:
@@ -115,6 +116,12 @@ class Pipeline:
         finally:
             self.state.close()
             self.data.close()
+
+    def _fresh_run_state(self) -> None:
+        """Each call sees the files, params, lock and Hangar refs as they are now."""
+        self.data = HangarData(self.root, self.spec.data.repo, self.spec.data.ref)
+        self.ctx = Context(self.root, self.state, self.data)
+        self._lock = None
 
     def writes_data(self, name: str) -> bool:
         return any(isinstance(o, HangarOut) for o in self.stages[name].outs)

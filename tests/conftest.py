@@ -17,6 +17,7 @@ HPIPE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hangar_p
 # stage commands say `python`: make it this interpreter (the test venv), as an activated venv would
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1",
        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+os.environ["PATH"] = ENV["PATH"]  # also for pipelines run in-process through the Python API
 
 
 @dataclass

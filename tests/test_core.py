@@ -109,6 +109,17 @@ def test_python_api(three_stage: Project, monkeypatch) -> None:
         Pipeline.load().status(["nope"])
 
 
+def test_one_pipeline_object_sees_changes_between_calls(three_stage: Project) -> None:
+    pipeline = Pipeline.load(three_stage.root)
+    assert pipeline.repro().ok
+    assert not pipeline.status().changed
+    three_stage.write("params.yaml", three_stage.read("params.yaml").replace("lr: 0.1", "lr: 0.2"))
+    assert pipeline.status()["train"].reasons == {
+        "changed params": {"params.yaml": {"train.lr": "modified"}}}
+    assert pipeline.repro().named("ran") == ["train"]
+    assert not pipeline.status().changed
+
+
 def test_dag_ascii(project: Project) -> None:
     project.pipeline("""
         stages:
@@ -162,3 +173,16 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch) -> None:
         state.atomic_write(target, b"new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["pipeline.lock"], "temp file removed"
+
+
+def test_atomic_write_keeps_permissions(tmp_path) -> None:
+    from hangar_pipe import state
+
+    new = tmp_path / "new.lock"
+    state.atomic_write(new, b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert new.stat().st_mode & 0o777 == 0o666 & ~umask
+    new.chmod(0o640)
+    state.atomic_write(new, b"y")
+    assert new.stat().st_mode & 0o777 == 0o640 and new.read_bytes() == b"y"

@@ -256,3 +256,28 @@ def test_a_writer_owns_its_columns(ingesting: Project) -> None:
     restored = store.column(store.branches()["master"], "mnist_test_labels").fingerprint
     assert restored == original, "the writer's output is back, in a new commit"
     assert ingesting.ran(ingesting.hpipe("repro")) == []
+
+
+def test_someone_elses_staged_changes_are_never_discarded(ingesting: Project) -> None:
+    from hangar_pipe import compat
+
+    ingesting.hpipe("repro")
+    (ingesting.root / "raw.npz").write_bytes(b"not an npz")  # the next ingest fails mid-stage
+    assert "✗ ingest: failed" in ingesting.hpipe("repro", check=1).out
+    assert not (ingesting.root / ".hangar" / "hpipe-writer.json").exists()
+    hangar = compat.import_hangar()
+    with compat.quiet():
+        repo = hangar.Repository(str(ingesting.root), exists=True)
+        co = repo.checkout(write=True)
+    co.columns["mnist_test_labels"][0] = np.array([42], dtype=np.int64)
+    co.close()  # staged, not committed: someone's work in progress
+    x, y = sample_data()
+    np.savez(ingesting.root / "raw.npz", x=x, y=y)
+    done = ingesting.hpipe("repro", "-f", "ingest", check=1)
+    assert "has uncommitted changes; commit or reset them" in done.err
+    with compat.quiet():
+        co = repo.checkout(write=True)
+    try:
+        assert co.diff.status() == "DIRTY" and int(co.columns["mnist_test_labels"][0][0]) == 42
+    finally:
+        co.close()
