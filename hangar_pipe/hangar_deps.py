@@ -222,6 +222,10 @@ def parse_hangar(ctx: Any, value: Any, keypath: tuple[Any, ...], is_out: bool) -
         raise ctx.error(cols_path, "a column is listed twice")
     if is_out and ref is not None and _looks_like_digest(ref):
         raise ctx.error(keypath + ("ref",), "a writer commits to a branch; name a branch, not a commit")
+    if is_out and ref is None and repo == ctx.data.repo and ctx.data.ref and _looks_like_digest(
+            ctx.data.ref):
+        raise ctx.error(keypath, f"this stage writes data.repo, but data.ref '{ctx.data.ref}' is a"
+                                 " commit; a writer commits to a branch: give this out a `ref:` branch")
     repo = posixpath.normpath(repo.replace(os.sep, "/"))
     cls = HangarOut if is_out else HangarDep
     return cls(repo, ref, tuple(columns))

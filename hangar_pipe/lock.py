@@ -24,6 +24,23 @@ def _render(name: str, entry: dict[str, Any]) -> str:
     return "".join("  " + line + "\n" for line in text.splitlines())
 
 
+def _shape_problem(entry: Any) -> tuple[str, str] | None:
+    """(where, what) is wrong with the shape of a stage's entry, e.g. ('.deps[0]', 'expected ...')."""
+    if not isinstance(entry, dict):
+        return "", "expected a mapping"
+    for section in ("deps", "outs"):
+        records = entry.get(section, [])
+        if not isinstance(records, list):
+            return f".{section}", "expected a list"
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict) or not rec or not isinstance(next(iter(rec.values())), str):
+                return f".{section}[{i}]", "expected a record such as {path: ..., hash: ...}"
+    params = entry.get("params", {})
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        return ".params", "expected {file: {key: value}}"
+    return None
+
+
 class LockFile:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -34,6 +51,11 @@ class LockFile:
             stages = data.get("stages") if isinstance(data, dict) else None
             if not isinstance(stages, dict) or data.get("schema") != SCHEMA:
                 raise UserError(f"not a {SCHEMA} lock file (delete it to start over)", file=path.name)
+            for name, entry in stages.items():
+                if problem := _shape_problem(entry):
+                    where, what = problem
+                    raise UserError(f"{what} (delete the stage's entry, or the file, to start over)",
+                                    file=path.name, key=f"stages.{name}{where}")
             self.entries = stages
 
     def get(self, name: str) -> dict[str, Any] | None:

@@ -141,6 +141,9 @@ class Pipeline:
         produced = set(self.graph.producers)
         for name in order:
             stage = self.stages[name]
+            if not (self.root / stage.wdir).is_dir() and not self.graph.producers_of(PathDep(stage.wdir)):
+                raise self.spec.doc.error(("stages", name, "wdir"),
+                                          f"folder '{stage.wdir}' does not exist")
             for i, dep in enumerate(stage.deps):
                 where = ("stages", name, "deps", i)
                 if isinstance(dep, HangarDep):

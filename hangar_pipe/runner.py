@@ -19,6 +19,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from hangar_pipe.errors import UserError
+
 
 @dataclass
 class StageResult:
@@ -136,6 +138,7 @@ def run(order: list[str], upstream: dict[str, set[str]], ops: StageOps, *,
             on_done(result)
 
     def start(name: str) -> None:
+        nonlocal stop
         failed_up = sorted(u for u in upstream[name] & selected
                            if results[u].state in ("failed", "blocked"))
         if failed_up:
@@ -143,7 +146,13 @@ def run(order: list[str], upstream: dict[str, set[str]], ops: StageOps, *,
         if name in held:
             return finish(StageResult(name, held[name]))
         would_run = sorted(u for u in upstream[name] & selected if results[u].state == "would run")
-        reasons = ops.check(name, would_run)
+        try:
+            reasons = ops.check(name, would_run)
+        except UserError as exc:  # e.g. a params key an upstream stage just removed
+            if dry_run:
+                raise
+            stop = stop or not keep_going
+            return finish(StageResult(name, "failed", {}, 0.0, str(exc)))
         if not reasons:
             return finish(StageResult(name, "skipped"))
         if dry_run:
@@ -161,9 +170,11 @@ def run(order: list[str], upstream: dict[str, set[str]], ops: StageOps, *,
                 raise StageError(f"command exited with code {code}" if code > 0
                                  else f"command killed by signal {-code}")
             ops.record(name)
-        except (StageError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any error fails this stage; the lock stays consistent
             stop = stop or not keep_going
-            return finish(StageResult(name, "failed", reasons, time.monotonic() - t0, str(exc)))
+            message = str(exc) if isinstance(exc, (StageError, OSError, UserError)) else (
+                f"{type(exc).__name__}: {exc}")
+            return finish(StageResult(name, "failed", reasons, time.monotonic() - t0, message))
         finish(StageResult(name, "ran", reasons, time.monotonic() - t0))
 
     in_main = threading.current_thread() is threading.main_thread()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import json
 import os
 import posixpath
 import re
@@ -172,6 +173,11 @@ def _parse_stage(doc: YamlDoc, root: Path, data: DataDefaults, name: str, body: 
         raise doc.error(keypath, "a stage needs exactly one of 'cmd' or 'uses'")
     if "with" in body and "uses" not in body:
         raise doc.error(keypath + ("with",), "'with' gives arguments to 'uses'; this stage has 'cmd'")
+    try:
+        json.dumps(body.get("with", {}))
+    except (TypeError, ValueError) as exc:
+        raise doc.error(keypath + ("with",), f"values must be plain data (numbers, strings, lists,"
+                                             f" mappings): {exc}") from None
     cmd = body.get("cmd")
     if isinstance(cmd, list) and (not cmd or not all(isinstance(c, str) and c.strip() for c in cmd)):
         raise doc.error(keypath + ("cmd",), "expected a non-empty list of command strings")

@@ -226,3 +226,68 @@ def test_bad_command_line_is_one_line(three_stage: Project) -> None:
     assert "No such option: --bogus" in user_error(three_stage.hpipe("repro", "--bogus", check=None))
     assert "No such command 'nope'" in user_error(three_stage.hpipe("nope", check=None))
     assert three_stage.hpipe("--help").out.count("repro") >= 1
+
+
+@pytest.mark.parametrize("entry,where", [
+    ("a: [1, 2]", "stages.a: expected a mapping"),
+    ("a: {deps: [1]}", "stages.a.deps[0]: expected a record"),
+    ("a: {deps: {x: 1}}", "stages.a.deps: expected a list"),
+    ("a: {params: [1]}", "stages.a.params: expected {file: {key: value}}"),
+])
+def test_lock_entries_of_the_wrong_shape(project: Project, entry: str, where: str) -> None:
+    project.pipeline("stages:\n  a: {cmd: echo hi > a, outs: [a]}\n")
+    project.write("pipeline.lock", f"schema: hpipe/1\nstages:\n  {entry}\n")
+    assert f"pipeline.lock: {where}" in user_error(project.hpipe("status", check=None))
+
+
+def test_with_values_must_be_plain_data(project: Project) -> None:
+    project.write("m.py", "def f(**kw):\n    pass\n")
+    project.pipeline("""
+        stages:
+          a:
+            uses: m:f
+            with: {when: 2020-01-01}
+    """)
+    line = user_error(project.hpipe("repro", check=None))
+    assert "pipeline.yaml:4: stages.a.with: values must be plain data" in line
+
+
+def test_missing_wdir(project: Project) -> None:
+    project.pipeline("""
+        stages:
+          a:
+            cmd: echo hi
+            wdir: nope
+    """)
+    assert "pipeline.yaml:4: stages.a.wdir: folder 'nope' does not exist" in user_error(
+        project.hpipe("repro", check=None))
+
+
+def test_writer_needs_a_branch(project: Project) -> None:
+    project.pipeline("""
+        data: {ref: a=0123456789ab}
+        stages:
+          ingest:
+            uses: ingest
+            with: {source: mnist-5k}
+            outs: [{hangar: [x]}]
+    """)
+    line = user_error(project.hpipe("status", check=None))
+    assert "stages.ingest.outs[0].hangar: this stage writes data.repo, but data.ref" in line
+
+
+def test_params_key_removed_by_an_upstream_stage_fails_that_stage(project: Project) -> None:
+    project.pipeline("""
+        stages:
+          gen:
+            cmd: 'echo "other: 1" > p.yaml'
+            outs: [p.yaml]
+          use:
+            cmd: echo used > used.txt
+            params: [{p.yaml: [k]}]
+            outs: [used.txt]
+    """)
+    project.write("p.yaml", "k: 1\n")
+    done = project.hpipe("repro", "-k", check=1)
+    assert "✓ gen" in done.out and "✗ use: failed" in done.out and "key 'k' not found in p.yaml" in done.out
+    assert "gen" in (project.root / "pipeline.lock").read_text()
