@@ -14,6 +14,7 @@ import typer
 from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline
 from hangar_pipe.runner import RunResult, StageResult
+from hangar_pipe.state import STATE_DIR
 from hangar_pipe.status import describe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -161,24 +162,63 @@ def _print_table(title: str, headers: list[str], rows: list[list[str]], md: bool
 
     table = Table(title=title, title_justify="left")
     for h in headers:
-        table.add_column(h, justify="right" if h in ("value", "old", "new", "change") else "left")
+        table.add_column(h, justify="right" if h in ("value", "old", "new", "change") else "left",
+                         no_wrap=h in ("run", "file", "metric", "param"))
     for r in rows:
         table.add_row(*r)
-    Console(soft_wrap=True).print(table)
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160).print(table)
 
 
 @metrics_app.command("show")
 def metrics_show(as_json: bool = typer.Option(False, "--json"), md: bool = typer.Option(False, "--md"),
+                 runs: bool = typer.Option(False, "--runs", help="Metrics of every recorded run, newest first."),
+                 n: int = typer.Option(20, "-n", help="With --runs: how many runs."),
                  precision: int = typer.Option(5, "--precision")) -> None:
-    """Every stage's metrics, nested keys flattened to dotted names."""
-    from hangar_pipe.reports import fmt, workspace_metrics
+    """Every stage's metrics, nested keys flattened to dotted names (or across runs, with --runs)."""
+    from hangar_pipe.history import History, current_metrics
+    from hangar_pipe.reports import fmt
 
-    table = workspace_metrics(Pipeline.load())
+    pipeline = Pipeline.load()
+    if runs:
+        records = History(pipeline.root / STATE_DIR).latest(n)
+        if as_json:
+            _out(json.dumps([{"id": r.id, "data_commit": r.data_commit, "metrics": r.metrics}
+                             for r in records], indent=2))
+            return
+        names = sorted({f"{f}:{k}" for r in records for f, vals in r.metrics.items() for k, v in vals.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        rows = [[r.id, _short(r.data_commit)] + [fmt(r.metrics.get(c.split(":")[0], {}).get(c.split(":", 1)[1]), precision)
+                                                  for c in names] for r in records]
+        _print_table("Metrics across runs", ["run", "data commit", *names], rows, md)
+        return
+    table = current_metrics(pipeline)
     if as_json:
         _out(json.dumps(table, indent=2))
         return
     rows = [[f, k, fmt(v, precision)] for f, values in table.items() for k, v in values.items()]
     _print_table("Metrics", ["file", "metric", "value"], rows, md)
+
+
+def _short(commit: str | None) -> str:
+    return commit[:10] if commit else "-"
+
+
+@app.command()
+def runs(as_json: bool = typer.Option(False, "--json"), n: int = typer.Option(20, "-n", help="How many runs."),
+         md: bool = typer.Option(False, "--md")) -> None:
+    """The recorded runs, newest first: when, on which data commit, what ran, key metrics."""
+    from hangar_pipe.history import History
+    from hangar_pipe.reports import fmt, key_metrics
+
+    records = History(Pipeline.load().root / STATE_DIR).latest(n)
+    if as_json:
+        _out(json.dumps([r.to_dict() for r in records], indent=2, default=str))
+        return
+    rows = [[r.id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), _short(r.data_commit),
+             ", ".join(r.ran) or "-", str(r.status),
+             ", ".join(f"{k} {fmt(v, 4)}" for k, v in key_metrics(r.metrics).items()) or "-"]
+            for r in records]
+    _print_table("Runs", ["run", "when", "data commit", "ran", "exit", "key metrics"], rows, md)
 
 
 def _diff_command(kind: str, a: str | None, b: str | None, as_json: bool, md: bool, show_all: bool,
@@ -202,7 +242,7 @@ def _diff_command(kind: str, a: str | None, b: str | None, as_json: bool, md: bo
 
 
 @metrics_app.command("diff")
-def metrics_diff(a: Optional[str] = typer.Argument(None, help="Old side: lock (default), workspace, or a git revision of pipeline.lock."),
+def metrics_diff(a: Optional[str] = typer.Argument(None, help="Old side: lock (default), workspace, a run id, data:<commit>, or a git revision of pipeline.lock."),
                  b: Optional[str] = typer.Argument(None, help="New side (default: workspace)."),
                  as_json: bool = typer.Option(False, "--json"), md: bool = typer.Option(False, "--md"),
                  show_all: bool = typer.Option(False, "--all", help="Also unchanged metrics."),
@@ -212,7 +252,7 @@ def metrics_diff(a: Optional[str] = typer.Argument(None, help="Old side: lock (d
 
 
 @params_app.command("diff")
-def params_diff(a: Optional[str] = typer.Argument(None, help="Old side: lock (default), workspace, or a git revision of pipeline.lock."),
+def params_diff(a: Optional[str] = typer.Argument(None, help="Old side: lock (default), workspace, a run id, data:<commit>, or a git revision of pipeline.lock."),
                 b: Optional[str] = typer.Argument(None, help="New side (default: workspace)."),
                 as_json: bool = typer.Option(False, "--json"), md: bool = typer.Option(False, "--md"),
                 show_all: bool = typer.Option(False, "--all", help="Also unchanged params."),

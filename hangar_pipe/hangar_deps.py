@@ -84,6 +84,10 @@ class HangarData:
         store = self.store(repo)
         return store.head_branch() if store is not None else "master"
 
+    def resolved(self) -> dict[str, str]:
+        """{"repo@ref": commit} for every (repo, ref) this run has read so far."""
+        return {f"{repo}@{name}": commit for (repo, _), (name, commit) in self._resolved.items()}
+
     def written(self, repo: str) -> None:
         """A stage committed to repo: later readers re-resolve, and the store is reopened."""
         self._resolved = {k: v for k, v in self._resolved.items() if k[0] != repo}

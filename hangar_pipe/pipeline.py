@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hangar_pipe.deps import Context, PathDep, PathOut, read_metrics
 from hangar_pipe.errors import UserError
 from hangar_pipe.graph import Graph
 from hangar_pipe.hangar_deps import HangarData, HangarDep, HangarOut
+from hangar_pipe.history import History, RunRecord, current_metrics, current_params, new_run_id
 from hangar_pipe.lock import LOCK_FILE, LockFile
 from hangar_pipe.runner import Processes, RunResult, StageError, StageResult
 from hangar_pipe.spec import PIPELINE_FILE, PipelineSpec, Stage, load_pipeline
@@ -110,12 +112,29 @@ class Pipeline:
                 if mutex.stale_pid and on_recover:
                     on_recover(mutex.stale_pid)
                 self.lock.keep_only(set(self.stages))
-                return runner.run(order, self.graph.upstream, ops, held=held,
-                                  keep_going=keep_going, jobs=jobs, on_start=on_start,
-                                  on_done=on_done)
+                started = time.time()
+                result = runner.run(order, self.graph.upstream, ops, held=held,
+                                    keep_going=keep_going, jobs=jobs, on_start=on_start,
+                                    on_done=on_done)
+                self._record_run(started, result)
+                return result
         finally:
             self.state.close()
             self.data.close()
+
+    def _record_run(self, started: float, result: RunResult) -> None:
+        """Append this run to the history: stages, data commits, params and metrics at the end."""
+        try:
+            params = current_params(self)
+        except UserError:
+            params = {}
+        main = self.data.resolve(self.data.repo, None)
+        status = 130 if result.interrupted else (0 if result.ok else 1)
+        History(self.root / STATE_DIR).append(RunRecord(
+            id=new_run_id(started), started=started, ended=time.time(), status=status,
+            data=self.data.resolved(), data_commit=main[1] if main else None,
+            stages=[r.to_dict() for r in result.stages], params=params,
+            metrics=current_metrics(self)))
 
     def _fresh_run_state(self) -> None:
         """Each call sees the files, params, lock and Hangar refs as they are now."""

@@ -2,37 +2,28 @@
 
 Metrics files are the `metrics:` outputs of the stages (JSON or YAML); nested keys are
 flattened to dotted names and lists (per-epoch histories) are left out. When a stage is
-recorded, its metric values are stored in pipeline.lock next to the file's hash, so a diff
-can compare the workspace with the lock, or with the lock of any git revision.
+recorded, its metric values are stored in pipeline.lock next to the file's hash, and every
+run's values go to the run history, so a diff can compare the workspace, the lock, the lock of
+any git revision, and any recorded run.
 """
 
 from __future__ import annotations
 
-import json
+import re
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hangar_pipe.deps import PathOut, Scalar, leaves, read_metrics
+from hangar_pipe.deps import Scalar
 from hangar_pipe.errors import UserError
+from hangar_pipe.history import History, Table, current_metrics, current_params, flat_values
 from hangar_pipe.lock import LOCK_FILE
 from hangar_pipe.pipeline import Pipeline
-from hangar_pipe.yamlfile import load_data
+from hangar_pipe.state import STATE_DIR
 
-Table = dict[str, dict[str, Scalar]]  # file -> {dotted name: value}
-
-
-def metric_outs(pipeline: Pipeline) -> list[tuple[str, PathOut]]:
-    return [(name, out) for name, stage in pipeline.stages.items() for out in stage.outs
-            if isinstance(out, PathOut) and out.role == "metric"]
-
-
-def workspace_metrics(pipeline: Pipeline) -> Table:
-    return {out.path: read_metrics(pipeline.root / out.path)
-            for _, out in metric_outs(pipeline) if (pipeline.root / out.path).exists()}
+_RUN_ID = re.compile(r"^\d{8}-\d{6}(-[0-9a-f]{0,4})?$")
 
 
 def lock_entries(pipeline: Pipeline, rev: str | None) -> dict[str, Any]:
@@ -58,38 +49,30 @@ def locked_metrics(entries: dict[str, Any]) -> Table:
     return table
 
 
+def _is_run(source: str) -> bool:
+    return source.startswith("data:") or bool(_RUN_ID.match(source))
+
+
 def metrics_at(pipeline: Pipeline, source: str | None) -> Table:
-    """'workspace' (the files now), 'lock' (recorded values) or a git revision's lock."""
+    """'workspace' (the files now), 'lock' (recorded values), a run id or `data:<commit>` (the
+    run history), or a git revision (its pipeline.lock)."""
     if source == "workspace":
-        return workspace_metrics(pipeline)
+        return current_metrics(pipeline)
+    if source and _is_run(source):
+        return History(pipeline.root / STATE_DIR).find(source).metrics
     return locked_metrics(lock_entries(pipeline, source))
-
-
-def params_now(pipeline: Pipeline) -> Table:
-    table: Table = {}
-    for stage in pipeline.stages.values():
-        for dep in stage.params:
-            values = dep.measure(pipeline.ctx)
-            table.setdefault(dep.file, {}).update(_flat_values(values))
-    return table
 
 
 def params_at(pipeline: Pipeline, source: str | None) -> Table:
     if source == "workspace":
-        return params_now(pipeline)
+        return current_params(pipeline)
+    if source and _is_run(source):
+        return History(pipeline.root / STATE_DIR).find(source).params
     table: Table = {}
     for entry in lock_entries(pipeline, source).values():
         for file, values in (entry.get("params") or {}).items():
-            table.setdefault(file, {}).update(_flat_values(values))
+            table.setdefault(file, {}).update(flat_values(values))
     return table
-
-
-def _flat_values(values: dict[str, Any]) -> dict[str, Scalar]:
-    out: dict[str, Scalar] = {}
-    for key, value in values.items():
-        out.update({k: json.dumps(v) if isinstance(v, list) else v
-                    for k, v in leaves(value, key).items()})
-    return out
 
 
 @dataclass
@@ -120,6 +103,14 @@ def diff(old: Table, new: Table, *, everything: bool = False) -> list[Row]:
             if everything or name not in a or name not in b or a[name] != b[name]:
                 rows.append(Row(file, name, a.get(name), b.get(name)))
     return rows
+
+
+def key_metrics(metrics: Table, most: int = 3) -> dict[str, Scalar]:
+    """A few headline numbers of a run: accuracies first, then losses (file-qualified if needed)."""
+    flat = {name: value for values in metrics.values() for name, value in values.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    ranked = sorted(flat, key=lambda k: (0 if "acc" in k else 1 if "loss" in k else 2, k.count("."), k))
+    return {k: flat[k] for k in ranked[:most]}
 
 
 def fmt(value: Scalar, precision: int = 5) -> str:

@@ -1,0 +1,125 @@
+"""Run history: one record per `hpipe repro`, appended to `.hpipe/runs.db` (SQLite, one transaction).
+
+A record holds the run id, start and end times, hpipe's exit status, the data commit of every
+Hangar repo and ref the run read, each stage's state, reasons and duration, and the params and
+metrics values at the end of the run. Failed and interrupted runs are recorded too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from hangar_pipe.deps import PathOut, Scalar, leaves, read_metrics
+from hangar_pipe.errors import UserError
+
+Table = dict[str, dict[str, Scalar]]  # file -> {dotted name: value}
+
+
+@dataclass
+class RunRecord:
+    id: str
+    started: float
+    ended: float
+    status: int  # hpipe's exit code: 0 ok, 1 a stage failed, 130 interrupted
+    data: dict[str, str]  # "repo@ref" -> commit read
+    data_commit: str | None  # the commit of data.repo (at data.ref or --data-commit)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    params: Table = field(default_factory=dict)
+    metrics: Table = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def ran(self) -> list[str]:
+        return [s["name"] for s in self.stages if s["state"] == "ran"]
+
+
+def new_run_id(started: float) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
+    return f"{stamp}-{xxhash.xxh32_hexdigest(f'{started}{os.getpid()}'.encode())[:4]}"
+
+
+def current_metrics(pipeline: Any) -> Table:
+    """Every stage's metrics files as they are now, flattened."""
+    return {out.path: read_metrics(pipeline.root / out.path)
+            for stage in pipeline.stages.values() for out in stage.outs
+            if isinstance(out, PathOut) and out.role == "metric" and (pipeline.root / out.path).exists()}
+
+
+def flat_values(values: dict[str, Any]) -> dict[str, Scalar]:
+    out: dict[str, Scalar] = {}
+    for key, value in values.items():
+        out.update({k: json.dumps(v) if isinstance(v, list) else v
+                    for k, v in leaves(value, key).items()})
+    return out
+
+
+def current_params(pipeline: Any) -> Table:
+    """Every stage's params values as they are now, flattened per leaf."""
+    table: Table = {}
+    for stage in pipeline.stages.values():
+        for dep in stage.params:
+            table.setdefault(dep.file, {}).update(flat_values(dep.measure(pipeline.ctx)))
+    return table
+
+
+class History:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "runs.db"
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=10)
+        db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, started REAL, ended REAL,"
+                   " status INTEGER, data_commit TEXT, record TEXT)")
+        return db
+
+    def append(self, record: RunRecord) -> None:
+        """Add a run, whole or not at all."""
+        db = self._connect()
+        try:
+            with db:
+                db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?)",
+                           (record.id, record.started, record.ended, record.status,
+                            record.data_commit, json.dumps(record.to_dict(), default=str)))
+        finally:
+            db.close()
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[RunRecord]:
+        if not self.path.exists():
+            return []
+        db = self._connect()
+        try:
+            return [RunRecord(**json.loads(row[0])) for row in db.execute(sql, args)]
+        finally:
+            db.close()
+
+    def latest(self, n: int | None = None) -> list[RunRecord]:
+        """The newest runs first."""
+        limit = "" if n is None else f" LIMIT {int(n)}"
+        return self._query(f"SELECT record FROM runs ORDER BY started DESC{limit}")
+
+    def find(self, ref: str) -> RunRecord:
+        """A run by id (or a unique prefix), or `data:<commit>`: the latest run on that data commit."""
+        if ref.startswith("data:"):
+            commit = ref[len("data:"):]
+            digest = commit if commit.startswith("a=") else f"a={commit}"
+            found = self._query("SELECT record FROM runs WHERE data_commit LIKE ? ORDER BY started DESC",
+                                (digest + "%",))
+            if not found:
+                raise UserError(f"no recorded run read data commit '{commit}' (see hpipe runs)")
+            return found[0]
+        found = self._query("SELECT record FROM runs WHERE id LIKE ? ORDER BY started DESC", (ref + "%",))
+        if len(found) != 1:
+            what = "no run" if not found else f"{len(found)} runs"
+            raise UserError(f"{what} with id '{ref}' (see hpipe runs)")
+        return found[0]
