@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Reproducible ML pipelines over versioned Hangar tensor data.")
 _options: dict[str, Any] = {"debug": False}
 
-_MARK = {"ran": "✓", "failed": "✗", "blocked": "✗", "interrupted": "✗", "would run": "•",
+_MARK = {"ran": "✓", "restored": "↺", "failed": "✗", "blocked": "✗", "interrupted": "✗", "would run": "•",
          "skipped": "·", "frozen": "·", "pinned": "·"}
 
 
@@ -35,6 +35,9 @@ def _stage_line(r: StageResult) -> str:
         return f"{head}: ran in {r.duration:.2f}s ({describe(r.reasons)})"
     if r.state == "failed":
         return f"{head}: failed after {r.duration:.2f}s: {r.error}"
+    if r.state == "restored":
+        return (f"{head}: restored from run {r.restored_from} in {r.duration:.2f}s"
+                f" ({describe(r.reasons)})")
     if r.state == "would run":
         only_upstream = list(r.reasons) == ["upstream changed"]
         return f"{head}: {'may run' if only_upstream else 'would run'} ({describe(r.reasons)})"
@@ -70,6 +73,7 @@ def repro(
     jobs: int = typer.Option(1, "-j", "--jobs", min=1, help="Run up to N independent stages at once."),
     data_commit: Optional[str] = typer.Option(None, "--data-commit", metavar="REF",
                                               help="Read data.repo at this branch or commit; hold back stages that write Hangar data."),
+    no_run_cache: bool = typer.Option(False, "--no-run-cache", help="Run stages even when the run cache could restore them."),
 ) -> None:
     """Run every stage whose inputs changed, and record what ran in pipeline.lock."""
     pipeline = Pipeline.load()
@@ -77,7 +81,7 @@ def repro(
     on_start = None if dry_run else (lambda name, reasons: _out(f"→ {name}: running ({describe(reasons)})"))
     result = pipeline.repro(stages or None, force=force, single=single_item, downstream=downstream,
                             dry_run=dry_run, keep_going=keep_going, jobs=jobs,
-                            data_commit=data_commit, on_start=on_start,
+                            data_commit=data_commit, run_cache=not no_run_cache, on_start=on_start,
                             on_done=lambda r: _out(_stage_line(r)),
                             on_recover=lambda pid: _out(f"note: taking over from an interrupted run"
                                                         f" (process {pid})"))
@@ -94,11 +98,11 @@ def _summary(result: RunResult, seconds: float, dry_run: bool) -> str:
         return f"Would run {len(would)} stage(s): {', '.join(would)}." if would else "Everything is up to date."
     if result.interrupted:
         return f"Interrupted after {seconds:.2f}s; pipeline.lock holds every stage that finished."
-    ran, failed = result.named("ran"), result.named("failed")
+    ran, failed = result.named("ran", "restored"), result.named("failed")
     if not ran and not failed and not result.named("blocked"):
         return "Everything is up to date."
-    counts = [f"{len(result.named(s))} {s}" for s in ("ran", "skipped", "failed", "blocked", "frozen")
-              if result.named(s)]
+    counts = [f"{len(result.named(s))} {s}" for s in
+              ("ran", "restored", "skipped", "failed", "blocked", "frozen", "pinned") if result.named(s)]
     tail = f"; stage '{failed[0]}' failed" if failed else ""
     return f"{', '.join(counts)} in {seconds:.2f}s{tail}."
 

@@ -54,7 +54,7 @@ def _cached_hash(path: str, st: os.stat_result, cache: StatCache | None) -> str:
     return digest
 
 
-def _walk_files(top: str) -> list[tuple[str, str, os.stat_result]]:
+def walk_files(top: str) -> list[tuple[str, str, os.stat_result]]:
     """(posix relative path, absolute path, stat) of every file below top, sorted."""
     found: list[tuple[str, str, os.stat_result]] = []
     stack = [("", top)]
@@ -81,7 +81,7 @@ def fingerprint_path(path: str, cache: StatCache | None = None) -> Fingerprint |
         return Fingerprint(_cached_hash(path, st, cache), st.st_size)
     manifest = xxhash.xxh3_128()
     size = 0
-    files = _walk_files(path)
+    files = walk_files(path)
     for rel, abs_path, fst in files:
         manifest.update(f"{rel}\0{_cached_hash(abs_path, fst, cache)}\n".encode())
         size += fst.st_size

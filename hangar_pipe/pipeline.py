@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hangar_pipe import runner
-from hangar_pipe.deps import Context, PathDep, PathOut, read_metrics
+from hangar_pipe.cache import ObjectStore, RunCache, run_key
+from hangar_pipe.deps import Context, PathDep, PathOut, read_metrics, record_key
 from hangar_pipe.errors import UserError
 from hangar_pipe.graph import Graph
 from hangar_pipe.hangar_deps import HangarData, HangarDep, HangarOut
@@ -87,14 +88,16 @@ class Pipeline:
 
     def repro(self, targets: list[str] | None = None, *, force: bool = False, single: bool = False,
               downstream: bool = False, dry_run: bool = False, keep_going: bool = False,
-              jobs: int = 1, data_commit: str | None = None,
+              jobs: int = 1, data_commit: str | None = None, run_cache: bool = True,
               on_start: Callable[[str, dict[str, Any]], None] | None = None,
               on_done: Callable[[StageResult], None] | None = None,
               on_recover: Callable[[int], None] | None = None) -> RunResult:
         """Bring the selected stages up to date (all by default) and record them in pipeline.lock.
 
         With `data_commit`, every Hangar dep of data.repo reads that commit (a branch, or a full or
-        short digest) and stages that write Hangar data are held back as `pinned`.
+        short digest) and stages that write Hangar data are held back as `pinned`. A stage that
+        would run is restored from the run cache when the same inputs ran before and every
+        output is in the cache (`run_cache=False` runs it anyway).
         """
         self._fresh_run_state()
         order = self.graph.select(targets, single=single, downstream=downstream)
@@ -104,7 +107,7 @@ class Pipeline:
                 self._pin(data_commit)
                 held.update({n: "pinned" for n in order if n not in held and self.writes_data(n)})
             self._check_inputs(order)
-            ops = _StageOps(self, force=force)
+            ops = _StageOps(self, force=force, run_cache=run_cache and not dry_run)
             if dry_run:
                 return runner.run(order, self.graph.upstream, ops, held=held, dry_run=True,
                                   on_done=on_done)
@@ -113,6 +116,7 @@ class Pipeline:
                     on_recover(mutex.stale_pid)
                 self.lock.keep_only(set(self.stages))
                 started = time.time()
+                self.run_id = new_run_id(started)
                 result = runner.run(order, self.graph.upstream, ops, held=held,
                                     keep_going=keep_going, jobs=jobs, on_start=on_start,
                                     on_done=on_done)
@@ -131,7 +135,7 @@ class Pipeline:
         main = self.data.resolve(self.data.repo, None)
         status = 130 if result.interrupted else (0 if result.ok else 1)
         History(self.root / STATE_DIR).append(RunRecord(
-            id=new_run_id(started), started=started, ended=time.time(), status=status,
+            id=self.run_id, started=started, ended=time.time(), status=status,
             data=self.data.resolved(), data_commit=main[1] if main else None,
             stages=[r.to_dict() for r in result.stages], params=params,
             metrics=current_metrics(self)))
@@ -182,10 +186,13 @@ class Pipeline:
 class _StageOps:
     """How the runner checks, runs and records this pipeline's stages."""
 
-    def __init__(self, pipeline: Pipeline, *, force: bool) -> None:
+    def __init__(self, pipeline: Pipeline, *, force: bool, run_cache: bool) -> None:
         self.p = pipeline
         self.force = force
+        self.run_cache = run_cache
         self.measured: dict[str, Measured] = {}
+        folder = pipeline.root / STATE_DIR / "cache"
+        self.objects, self.runs = ObjectStore(folder), RunCache(folder)
 
     def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]:
         stage = self.p.stages[name]
@@ -196,6 +203,32 @@ class _StageOps:
         if upstream_would_run:
             reasons["upstream changed"] = upstream_would_run
         return reasons
+
+    def cacheable(self, stage: Stage) -> bool:
+        """Restorable from the run cache: deps to key on, only cached file or folder outputs."""
+        return (bool(stage.deps or stage.params) and not stage.always_changed and bool(stage.outs)
+                and all(isinstance(o, PathOut) and o.cache for o in stage.outs))
+
+    def key(self, stage: Stage) -> str:
+        measured = self.measured[stage.name]
+        return run_key(stage.definition(), measured.deps, measured.params)
+
+    def restore(self, name: str) -> str | None:
+        stage = self.p.stages[name]
+        if not self.run_cache or self.force or not self.cacheable(stage):
+            return None
+        measured = self.measured[name]
+        if any(rec is None for rec in measured.deps.values()):
+            return None
+        for run_id, entry in self.runs.candidates(self.key(stage)):
+            outs = entry.get("outs") or []
+            if not all(self.objects.can_restore(rec) for rec in outs):
+                continue
+            if all(self.objects.restore(self.p.root / rec["path"], rec) for rec in outs):
+                # the inputs as they are now (this commit), with the outputs of that earlier run
+                self.p.lock.record(name, lock_entry(stage, measured, {record_key(r): r for r in outs}))
+                return run_id
+        return None
 
     def execute(self, name: str, procs: Processes) -> int:
         stage = self.p.stages[name]
@@ -226,4 +259,10 @@ class _StageOps:
         for out in stage.outs:  # metric values go in the lock, for `hpipe metrics diff`
             if isinstance(out, PathOut) and out.role == "metric" and (rec := outs[out.key]):
                 rec["metrics"] = read_metrics(self.p.root / out.path)
-        self.p.lock.record(name, lock_entry(stage, self.measured[name], outs))
+        entry = lock_entry(stage, self.measured[name], outs)
+        self.p.lock.record(name, entry)
+        for out in stage.outs:
+            if isinstance(out, PathOut) and out.cache and (rec := outs[out.key]):
+                self.objects.save(self.p.root / out.path, rec)
+        if self.cacheable(stage):
+            self.runs.put(self.key(stage), self.p.run_id, entry)

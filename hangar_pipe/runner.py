@@ -25,10 +25,11 @@ from hangar_pipe.errors import UserError
 @dataclass
 class StageResult:
     name: str
-    state: str  # ran | skipped | would run | failed | blocked | frozen | pinned | interrupted
+    state: str  # ran | restored | skipped | would run | failed | blocked | frozen | pinned | interrupted
     reasons: dict[str, Any] = field(default_factory=dict)
     duration: float | None = None
     error: str | None = None
+    restored_from: str | None = None  # the run whose outputs were restored
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, {})}
@@ -51,11 +52,13 @@ class RunResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.named("ran", "would run", "failed"))
+        return bool(self.named("ran", "restored", "would run", "failed"))
 
 
 class StageOps(Protocol):
     def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]: ...
+
+    def restore(self, name: str) -> str | None: ...  # the run restored from, or None: run it
 
     def execute(self, name: str, procs: Processes) -> int: ...
 
@@ -157,6 +160,10 @@ def run(order: list[str], upstream: dict[str, set[str]], ops: StageOps, *,
             return finish(StageResult(name, "skipped"))
         if dry_run:
             return finish(StageResult(name, "would run", reasons))
+        t0 = time.monotonic()
+        if source := ops.restore(name):
+            return finish(StageResult(name, "restored", reasons, time.monotonic() - t0,
+                                      restored_from=source))
         if on_start:
             on_start(name, reasons)
         running[pool.submit(ops.execute, name, procs)] = (name, reasons, time.monotonic())

@@ -33,8 +33,12 @@ def test_demo_pipeline_and_data_commit_reproduction(project: Project) -> None:
     assert "hangar column mnist_training_labels changed (" in second.out and "samples modified" in second.out
     assert project.read("metrics/train.json") != first_train
 
-    pinned = project.hpipe("repro", "--data-commit", first_commit)
+    pinned = project.hpipe("repro", "--data-commit", first_commit)  # seen before: restored
     assert "· ingest: pinned" in pinned.out
-    assert project.ran(pinned) == ["train", "evaluate"]
+    assert "↺ train: restored from run" in pinned.out and "↺ evaluate: restored from run" in pinned.out
+    assert project.read("metrics/train.json") == first_train
+    assert project.read("metrics/eval.json") == first_eval
+    retrained = project.hpipe("repro", "--data-commit", first_commit, "--no-run-cache", "-f")
+    assert project.ran(retrained) == ["train", "evaluate"]  # really rerun: the same bytes again
     assert project.read("metrics/train.json") == first_train
     assert project.read("metrics/eval.json") == first_eval

@@ -120,12 +120,23 @@ def test_missing_or_modified_output_reruns(three_stage: Project) -> None:
     (three_stage.root / "model.txt").unlink()
     status = json.loads(three_stage.hpipe("status", "--json").out)
     assert status["train"] == {"changed outs": {"model.txt": "deleted"}}
-    assert three_stage.ran(three_stage.hpipe("repro")) == ["train"]
+    assert three_stage.ran(three_stage.hpipe("repro", "--no-run-cache")) == ["train"]
     three_stage.write("metrics.json", "{}")
     status = json.loads(three_stage.hpipe("status", "--json").out)
     assert status == {"evaluate": {"changed outs": {"metrics.json": "modified"}}}
-    three_stage.hpipe("repro")
+    three_stage.hpipe("repro", "--no-run-cache")
     assert json.loads(three_stage.read("metrics.json")) == {"score": 12}
+
+
+def test_missing_or_modified_output_is_restored_from_the_cache(three_stage: Project) -> None:
+    three_stage.hpipe("repro")
+    (three_stage.root / "model.txt").unlink()
+    three_stage.write("metrics.json", "{}")
+    done = three_stage.hpipe("repro")
+    assert three_stage.ran(done) == []
+    assert "↺ train: restored from run " in done.out and "↺ evaluate: restored from run " in done.out
+    assert three_stage.read("model.txt") == "12" and json.loads(three_stage.read("metrics.json")) == {"score": 12}
+    assert three_stage.hpipe("repro").out.strip().endswith("Everything is up to date.")
 
 
 def test_every_reason_is_collected(three_stage: Project) -> None:

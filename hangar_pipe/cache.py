@@ -1,0 +1,191 @@
+"""The output cache and the run cache, under `.hpipe/cache/`.
+
+- Objects: every recorded output file, stored once under `objects/<hash[:2]>/<hash[2:]>`
+  (content-addressed by xxh3-128), read-only. A folder output is stored as its files plus a
+  manifest object `<folder hash>.dir`. Objects are copies (the kernel's copy_file_range, which
+  shares extents where the filesystem can), never hardlinks: editing a workspace file in place
+  cannot change the cache.
+- Runs: `runs.db` maps a stage's run key (its definition, dep fingerprints, Hangar column
+  fingerprints and params values) to the lock entry it produced and the run it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from hangar_pipe.fingerprint import hash_file, walk_files
+
+Record = dict[str, Any]
+
+
+class ObjectStore:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder / "objects"
+
+    def path(self, digest: str) -> Path:
+        return self.folder / digest[:2] / digest[2:]
+
+    def _add(self, src: Path, digest: str) -> None:
+        target = self.path(digest)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def save(self, workspace: Path, rec: Record) -> None:
+        """Store a recorded output (file or folder) as it is in the workspace."""
+        if "nfiles" not in rec:
+            self._add(workspace, rec["hash"])
+            return
+        manifest = []
+        for rel, abs_path, _ in walk_files(str(workspace)):
+            digest = hash_file(abs_path)
+            self._add(Path(abs_path), digest)
+            manifest.append([rel, digest])
+        data = json.dumps(manifest).encode()
+        tmp = self.folder / f".manifest-{os.getpid()}"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        self._add(tmp, rec["hash"] + ".dir")
+        tmp.unlink()
+
+    def _verified(self, digest: str, expected: str | None = None) -> Path | None:
+        """The object's path if it exists and is intact; a corrupted one is removed (and warned about).
+
+        A file object must hash to its name; a folder manifest must rebuild its folder's hash.
+        """
+        path = self.path(digest)
+        if not path.exists():
+            return None
+        if expected is None:
+            intact = hash_file(path) == digest
+        else:
+            manifest = json.loads(path.read_bytes())
+            folder = xxhash.xxh3_128("".join(f"{rel}\0{d}\n" for rel, d in manifest).encode())
+            intact = folder.hexdigest() == expected
+        if not intact:
+            print(f"hpipe: warning: cache object {digest} is corrupted; removed, the stage runs",
+                  file=sys.stderr)
+            path.chmod(0o644)
+            path.unlink()
+            return None
+        return path
+
+    def can_restore(self, rec: Record) -> bool:
+        if "nfiles" not in rec:
+            return self.path(rec["hash"]).exists()
+        manifest = self.path(rec["hash"] + ".dir")
+        return manifest.exists() and all(self.path(d).exists() for _, d in json.loads(manifest.read_bytes()))
+
+    def restore(self, workspace: Path, rec: Record) -> bool:
+        """Put a recorded output back in the workspace from verified objects; False if it can't."""
+        if "nfiles" not in rec:
+            src = self._verified(rec["hash"])
+            if src is None:
+                return False
+            _place(workspace, lambda tmp: _copy_writable(src, tmp))
+            return True
+        manifest_path = self._verified(rec["hash"] + ".dir", expected=rec["hash"])
+        if manifest_path is None:
+            return False
+        manifest = json.loads(manifest_path.read_bytes())
+        sources = [(rel, self._verified(d)) for rel, d in manifest]
+        if any(src is None for _, src in sources):
+            return False
+
+        def build(tmp: Path) -> None:
+            tmp.mkdir()
+            for rel, src in sources:
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                _copy_writable(src, tmp / rel)  # type: ignore[arg-type]
+
+        _place(workspace, build)
+        return True
+
+
+def _copy_writable(src: Path, dst: Path) -> None:
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o644)
+
+
+def _place(target: Path, build: Any) -> None:
+    """Build the new file or folder beside `target`, then swap it in (the old one goes last)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.hpipe-restore-{os.getpid()}"
+    old = target.parent / f".{target.name}.hpipe-old-{os.getpid()}"
+    build(tmp)
+    if target.is_dir() and not target.is_symlink():
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, target)
+
+
+def run_key(definition: Record, deps: dict[str, Record | None], params: dict[str, Record]) -> str:
+    """What determines a stage's result: definition, each dep's content fingerprint, params values.
+
+    Sizes, commits and refs are left out: the same columns at another commit give the same key.
+    """
+    def essence(rec: Record | None) -> Any:
+        if rec is None:
+            return None
+        if "columns" in rec:
+            return {c: v.get("fingerprint") for c, v in rec["columns"].items()}
+        return rec.get("hash")
+
+    material = {"definition": definition, "deps": {k: essence(v) for k, v in sorted(deps.items())},
+                "params": params}
+    return xxhash.xxh3_128_hexdigest(json.dumps(material, sort_keys=True, default=str).encode())
+
+
+class RunCache:
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "runs.db"
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=10)
+        db.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT, created REAL, run_id TEXT, entry TEXT)")
+        db.execute("CREATE INDEX IF NOT EXISTS runs_key ON runs (key)")
+        return db
+
+    def put(self, key: str, run_id: str, entry: Record) -> None:
+        db = self._connect()
+        try:
+            with db:
+                db.execute("DELETE FROM runs WHERE key = ? AND entry = ?", (key, json.dumps(entry)))
+                db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)",
+                           (key, time.time(), run_id, json.dumps(entry)))
+        finally:
+            db.close()
+
+    def candidates(self, key: str) -> list[tuple[str, Record]]:
+        """(run id, lock entry) results stored under a key, newest first."""
+        if not self.path.exists():
+            return []
+        db = self._connect()
+        try:
+            rows = db.execute("SELECT run_id, entry FROM runs WHERE key = ? ORDER BY created DESC",
+                              (key,)).fetchall()
+        finally:
+            db.close()
+        return [(run_id, json.loads(entry)) for run_id, entry in rows]

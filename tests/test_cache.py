@@ -1,0 +1,142 @@
+"""The output cache and run cache: restore instead of rerun, integrity, what is never restored."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import Project
+
+
+def set_lr(project: Project, lr: str) -> None:
+    text = project.read("params.yaml")
+    for old in ("lr: 0.1", "lr: 0.2", "lr: 0.3"):
+        text = text.replace(old, f"lr: {lr}")
+    project.write("params.yaml", text)
+
+
+def run_ids(project: Project) -> list[str]:
+    return [r["id"] for r in json.loads(project.hpipe("runs", "--json").out)]
+
+
+def counting_stage(project: Project) -> None:
+    """A stage whose output depends on params.yaml's train.lr, counting its real runs."""
+    project.write("params.yaml", "train: {lr: 0.1}\n")
+    project.write("fit.py", """
+        import pathlib, yaml
+        lr = yaml.safe_load(open("params.yaml"))["train"]["lr"]
+        pathlib.Path("out").mkdir(exist_ok=True)
+        open("out/model.txt", "w").write(f"model lr={lr}")
+        open("out/sub.txt", "w").write("nested")
+        with open("runs.log", "a") as fh:
+            fh.write(f"{lr}\\n")
+    """)
+    project.pipeline("""
+        stages:
+          fit:
+            cmd: python fit.py
+            deps: [fit.py]
+            params: [train.lr]
+            outs: [out]
+    """)
+
+
+def test_a_b_a_restores_instead_of_rerunning(project: Project) -> None:
+    counting_stage(project)
+    project.hpipe("repro")
+    first_run = run_ids(project)[0]
+    set_lr(project, "0.2")
+    project.hpipe("repro")
+    assert project.read("out/model.txt") == "model lr=0.2"
+    set_lr(project, "0.1")
+    done = project.hpipe("repro")
+    assert f"↺ fit: restored from run {first_run}" in done.out
+    assert "1 restored" in done.out
+    assert project.read("out/model.txt") == "model lr=0.1" and project.read("out/sub.txt") == "nested"
+    assert project.read("runs.log").split() == ["0.1", "0.2"], "the stage did not run a third time"
+    assert project.hpipe("status").out.strip() == "Everything is up to date."
+    newest = json.loads(project.hpipe("runs", "--json").out)[0]
+    assert newest["stages"][0]["state"] == "restored" and newest["stages"][0]["restored_from"] == first_run
+
+
+def test_no_run_cache_runs_anyway(project: Project) -> None:
+    counting_stage(project)
+    project.hpipe("repro")
+    set_lr(project, "0.2")
+    project.hpipe("repro")
+    set_lr(project, "0.1")
+    assert project.ran(project.hpipe("repro", "--no-run-cache")) == ["fit"]
+    assert project.read("runs.log").split() == ["0.1", "0.2", "0.1"]
+
+
+def test_restore_after_the_workspace_files_were_deleted(project: Project) -> None:
+    counting_stage(project)
+    project.hpipe("repro")
+    import shutil
+
+    shutil.rmtree(project.root / "out")
+    done = project.hpipe("repro")
+    assert "↺ fit: restored from run" in done.out
+    assert project.read("out/model.txt") == "model lr=0.1"
+    assert project.read("runs.log").split() == ["0.1"]
+
+
+def test_corrupted_cache_object_is_detected_and_replaced(project: Project) -> None:
+    counting_stage(project)
+    project.hpipe("repro")
+    objects = project.root / ".hpipe/cache/objects"
+    model = next(p for p in objects.rglob("*") if p.is_file() and p.read_bytes() == b"model lr=0.1")
+    model.chmod(0o644)
+    model.write_bytes(b"model lr=9.9")  # bit rot
+    set_lr(project, "0.2")
+    project.hpipe("repro")
+    set_lr(project, "0.1")
+    done = project.hpipe("repro")
+    assert "is corrupted; removed, the stage runs" in done.err
+    assert project.ran(done) == ["fit"] and project.read("out/model.txt") == "model lr=0.1"
+    set_lr(project, "0.2")
+    project.hpipe("repro")
+    set_lr(project, "0.1")
+    assert "↺ fit: restored" in project.hpipe("repro").out, "the rerun put a good object back"
+
+
+def test_editing_a_workspace_output_does_not_touch_the_cache(project: Project) -> None:
+    counting_stage(project)
+    project.hpipe("repro")
+    with open(project.root / "out/model.txt", "a") as fh:  # edit in place
+        fh.write(" tampered")
+    objects = [p.read_bytes() for p in (project.root / ".hpipe/cache/objects").rglob("*") if p.is_file()]
+    assert b"model lr=0.1" in objects and not any(b"tampered" in o for o in objects)
+    assert "↺ fit: restored" in project.hpipe("repro").out
+    assert project.read("out/model.txt") == "model lr=0.1"
+
+
+def test_what_is_never_restored(project: Project) -> None:
+    project.write("params.yaml", "p: 1\n")
+    project.pipeline("""
+        stages:
+          uncached:
+            cmd: echo $RANDOM > u.txt
+            params: [p]
+            outs: [{u.txt: {cache: false}}]
+          always:
+            cmd: echo $RANDOM > a.txt
+            params: [p]
+            outs: [a.txt]
+            always_changed: true
+          nodeps:
+            cmd: echo $RANDOM > n.txt
+            outs: [n.txt]
+    """)
+    project.hpipe("repro")
+    for name in ("u.txt", "a.txt", "n.txt"):
+        (project.root / name).unlink()
+    project.write("params.yaml", "p: 2\n")
+    project.hpipe("repro")
+    for name in ("u.txt", "a.txt", "n.txt"):
+        (project.root / name).unlink()
+    project.write("params.yaml", "p: 1\n")
+    done = project.hpipe("repro")
+    assert "restored" not in done.out
+    assert sorted(project.ran(done)) == ["always", "nodeps", "uncached"]
+    lock = project.read("pipeline.lock")
+    assert "u.txt" in lock, "an uncached out is still hashed into the lock"
