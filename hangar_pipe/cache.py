@@ -89,6 +89,33 @@ class ObjectStore:
             return None
         return path
 
+    def referenced(self, recs: list[Record]) -> set[Path]:
+        """The object files that the output records need (a folder: its manifest and files)."""
+        paths: set[Path] = set()
+        for rec in recs:
+            if "nfiles" not in rec:
+                paths.add(self.path(rec["hash"]))
+                continue
+            manifest = self.path(rec["hash"] + ".dir")
+            paths.add(manifest)
+            if manifest.exists():
+                paths.update(self.path(d) for _, d in json.loads(manifest.read_bytes()))
+        return paths
+
+    def collect(self, keep: set[Path], dry_run: bool) -> tuple[int, int]:
+        """Remove every object not in keep: (objects, bytes) removed (or that would be)."""
+        count = size = 0
+        if not self.folder.exists():
+            return 0, 0
+        for path in self.folder.rglob("*"):
+            if path.is_file() and path not in keep:
+                count += 1
+                size += path.stat().st_size
+                if not dry_run:
+                    path.chmod(0o644)
+                    path.unlink()
+        return count, size
+
     def can_restore(self, rec: Record) -> bool:
         if "nfiles" not in rec:
             return self.path(rec["hash"]).exists()
@@ -177,6 +204,29 @@ class RunCache:
                            (key, time.time(), run_id, json.dumps(entry)))
         finally:
             db.close()
+
+    def all(self) -> list[tuple[str, str, Record]]:
+        """(key, run id, entry) of every stored result."""
+        if not self.path.exists():
+            return []
+        db = self._connect()
+        try:
+            return [(k, r, json.loads(e)) for k, r, e in db.execute("SELECT key, run_id, entry FROM runs")]
+        finally:
+            db.close()
+
+    def drop_runs_except(self, run_ids: set[str], dry_run: bool) -> int:
+        """Forget results of runs not in run_ids; how many."""
+        entries = self.all()
+        doomed = [r for _, r, _ in entries if r not in run_ids]
+        if doomed and not dry_run:
+            db = self._connect()
+            try:
+                with db:
+                    db.executemany("DELETE FROM runs WHERE run_id = ?", [(r,) for r in set(doomed)])
+            finally:
+                db.close()
+        return len(doomed)
 
     def candidates(self, key: str) -> list[tuple[str, Record]]:
         """(run id, lock entry) results stored under a key, newest first."""

@@ -74,6 +74,7 @@ def repro(
     data_commit: Optional[str] = typer.Option(None, "--data-commit", metavar="REF",
                                               help="Read data.repo at this branch or commit; hold back stages that write Hangar data."),
     no_run_cache: bool = typer.Option(False, "--no-run-cache", help="Run stages even when the run cache could restore them."),
+    verify: bool = typer.Option(False, "--verify", help="Rerun every selected stage and compare its metrics with those recorded for the same inputs; exit 1 on a difference."),
 ) -> None:
     """Run every stage whose inputs changed, and record what ran in pipeline.lock."""
     pipeline = Pipeline.load()
@@ -81,7 +82,8 @@ def repro(
     on_start = None if dry_run else (lambda name, reasons: _out(f"→ {name}: running ({describe(reasons)})"))
     result = pipeline.repro(stages or None, force=force, single=single_item, downstream=downstream,
                             dry_run=dry_run, keep_going=keep_going, jobs=jobs,
-                            data_commit=data_commit, run_cache=not no_run_cache, on_start=on_start,
+                            data_commit=data_commit, run_cache=not no_run_cache, verify=verify,
+                            on_start=on_start,
                             on_done=lambda r: _out(_stage_line(r)),
                             on_recover=lambda pid: _out(f"note: taking over from an interrupted run"
                                                         f" (process {pid})"))
@@ -90,6 +92,17 @@ def repro(
         raise typer.Exit(130)
     if not result.ok:
         raise typer.Exit(1)
+    if verify:
+        differ = False
+        for name, outcome in pipeline.verification.items():
+            if isinstance(outcome, dict):
+                differ = True
+                changes = ", ".join(f"{k} {v['old']} -> {v['new']}" for k, v in outcome.items())
+                _out(f"verify {name}: NOT reproduced: {changes}")
+            else:
+                _out(f"verify {name}: {outcome}")
+        if differ:
+            raise typer.Exit(1)
 
 
 def _summary(result: RunResult, seconds: float, dry_run: bool) -> str:
@@ -263,6 +276,16 @@ def params_diff(a: Optional[str] = typer.Argument(None, help="Old side: lock (de
                 precision: int = typer.Option(5, "--precision")) -> None:
     """How params moved: the values recorded in pipeline.lock vs params files now, by default."""
     _diff_command("params", a, b, as_json, md, show_all, precision)
+
+
+@app.command()
+def gc(keep_runs: Optional[int] = typer.Option(None, "--keep-runs", min=0, help="Keep the run-cache results of the newest N runs only."),
+       dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Say what would be removed; remove nothing.")) -> None:
+    """Remove cache objects and run-cache entries that no kept run, lock entry or workspace needs."""
+    freed = Pipeline.load().gc(keep_runs, dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    _out(f"{verb} {freed['objects']} cache objects ({freed['bytes'] / 1e6:.1f} MB) and"
+         f" {freed['run_cache_entries']} run-cache entries.")
 
 
 @app.command()

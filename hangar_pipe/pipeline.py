@@ -65,6 +65,7 @@ class Pipeline:
         self.data = HangarData(self.root, spec.data.repo, spec.data.ref)
         self.ctx = Context(self.root, self.state, self.data)
         self._lock: LockFile | None = None
+        self.verification: dict[str, Any] = {}  # per stage, after repro(verify=True)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Pipeline:
@@ -89,6 +90,7 @@ class Pipeline:
     def repro(self, targets: list[str] | None = None, *, force: bool = False, single: bool = False,
               downstream: bool = False, dry_run: bool = False, keep_going: bool = False,
               jobs: int = 1, data_commit: str | None = None, run_cache: bool = True,
+              verify: bool = False,
               on_start: Callable[[str, dict[str, Any]], None] | None = None,
               on_done: Callable[[StageResult], None] | None = None,
               on_recover: Callable[[int], None] | None = None) -> RunResult:
@@ -97,7 +99,9 @@ class Pipeline:
         With `data_commit`, every Hangar dep of data.repo reads that commit (a branch, or a full or
         short digest) and stages that write Hangar data are held back as `pinned`. A stage that
         would run is restored from the run cache when the same inputs ran before and every
-        output is in the cache (`run_cache=False` runs it anyway).
+        output is in the cache (`run_cache=False` runs it anyway). `verify` reruns every selected
+        stage and compares its metrics with those recorded for the same inputs: see
+        `self.verification` after the run.
         """
         self._fresh_run_state()
         order = self.graph.select(targets, single=single, downstream=downstream)
@@ -107,7 +111,9 @@ class Pipeline:
                 self._pin(data_commit)
                 held.update({n: "pinned" for n in order if n not in held and self.writes_data(n)})
             self._check_inputs(order)
-            ops = _StageOps(self, force=force, run_cache=run_cache and not dry_run)
+            ops = _StageOps(self, force=force or verify, run_cache=run_cache and not dry_run,
+                            verify=verify)
+            self.verification = ops.verification
             if dry_run:
                 return runner.run(order, self.graph.upstream, ops, held=held, dry_run=True,
                                   on_done=on_done)
@@ -139,6 +145,32 @@ class Pipeline:
             data=self.data.resolved(), data_commit=main[1] if main else None,
             stages=[r.to_dict() for r in result.stages], params=params,
             metrics=current_metrics(self)))
+
+    def gc(self, keep_runs: int | None = None, dry_run: bool = False) -> dict[str, int]:
+        """Drop run-cache entries of all but the newest `keep_runs` runs (all kept by default), and
+        cache objects that no kept entry, lock entry or workspace output needs."""
+        with ProjectLock(self.root / STATE_DIR):
+            return self._gc(keep_runs, dry_run)
+
+    def _gc(self, keep_runs: int | None, dry_run: bool) -> dict[str, int]:
+        folder = self.root / STATE_DIR / "cache"
+        objects, runs = ObjectStore(folder), RunCache(folder)
+        history = History(self.root / STATE_DIR).latest(keep_runs)
+        if keep_runs is None:
+            kept_ids = {r for _, r, _ in runs.all()}
+        else:  # the newest runs, and the earlier runs whose results they restored
+            kept_ids = {r.id for r in history} | {
+                s["restored_from"] for r in history for s in r.stages if s.get("restored_from")}
+        entries = runs.drop_runs_except(kept_ids, dry_run)
+        recs = [rec for _, r, e in runs.all() if r in kept_ids for rec in e.get("outs") or []]
+        recs += [rec for e in self.lock.entries.values() for rec in e.get("outs") or [] if "path" in rec]
+        for stage in self.stages.values():  # what the workspace holds now
+            for out in stage.outs:
+                if isinstance(out, PathOut) and (rec := out.measure(self.ctx)) is not None:
+                    recs.append(rec)
+        count, size = objects.collect(objects.referenced(recs), dry_run)
+        self.state.close()
+        return {"objects": count, "bytes": size, "run_cache_entries": entries}
 
     def _fresh_run_state(self) -> None:
         """Each call sees the files, params, lock and Hangar refs as they are now."""
@@ -186,10 +218,12 @@ class Pipeline:
 class _StageOps:
     """How the runner checks, runs and records this pipeline's stages."""
 
-    def __init__(self, pipeline: Pipeline, *, force: bool, run_cache: bool) -> None:
+    def __init__(self, pipeline: Pipeline, *, force: bool, run_cache: bool, verify: bool = False) -> None:
         self.p = pipeline
         self.force = force
         self.run_cache = run_cache
+        self.verify = verify
+        self.verification: dict[str, Any] = {}
         self.measured: dict[str, Measured] = {}
         folder = pipeline.root / STATE_DIR / "cache"
         self.objects, self.runs = ObjectStore(folder), RunCache(folder)
@@ -264,5 +298,26 @@ class _StageOps:
         for out in stage.outs:
             if isinstance(out, PathOut) and out.cache and (rec := outs[out.key]):
                 self.objects.save(self.p.root / out.path, rec)
+        if self.verify:
+            self.verification[name] = self._compare_with_earlier(stage, entry)
         if self.cacheable(stage):
             self.runs.put(self.key(stage), self.p.run_id, entry)
+
+    def _compare_with_earlier(self, stage: Stage, entry: dict[str, Any]) -> Any:
+        """'reproduced exactly', {metric: {old, new}}, or why there is nothing to compare with."""
+        earlier = self.runs.candidates(self.key(stage))
+        if not earlier:
+            return "no earlier run with the same inputs"
+        run_id, old = earlier[0]
+
+        def metrics(e: dict[str, Any]) -> dict[str, Any]:
+            return {f"{r['path']}:{k}": v for r in e.get("outs") or [] for k, v in r.get("metrics", {}).items()}
+
+        a, b = metrics(old), metrics(entry)
+        if not a and not b:  # no metrics: compare the outputs themselves
+            same = {r["path"]: r["hash"] for r in old.get("outs") or []} == {
+                r["path"]: r["hash"] for r in entry.get("outs") or []}
+            return "reproduced exactly" if same else {"outputs": {"old": run_id, "new": "differ"}}
+        diff = {k: {"old": a.get(k), "new": b.get(k)} for k in sorted(a.keys() | b.keys())
+                if a.get(k) != b.get(k)}
+        return "reproduced exactly" if not diff else diff

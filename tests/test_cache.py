@@ -140,3 +140,46 @@ def test_what_is_never_restored(project: Project) -> None:
     assert sorted(project.ran(done)) == ["always", "nodeps", "uncached"]
     lock = project.read("pipeline.lock")
     assert "u.txt" in lock, "an uncached out is still hashed into the lock"
+
+
+def test_verify_passes_on_a_deterministic_pipeline(three_stage: Project) -> None:
+    three_stage.hpipe("repro")
+    done = three_stage.hpipe("repro", "--verify")
+    assert three_stage.ran(done) == ["prepare", "train", "evaluate"]
+    assert "verify evaluate: reproduced exactly" in done.out and "verify train: reproduced exactly" in done.out
+
+
+def test_verify_fails_on_a_nondeterministic_stage(project: Project) -> None:
+    project.write("params.yaml", "p: 1\n")
+    project.write("noisy.py", "import json, random\njson.dump({'acc': random.random()}, open('m.json', 'w'))\n")
+    project.pipeline("""
+        stages:
+          noisy:
+            cmd: python noisy.py
+            params: [p]
+            metrics: [m.json]
+    """)
+    project.hpipe("repro")
+    done = project.hpipe("repro", "--verify", check=1)
+    assert "verify noisy: NOT reproduced: m.json:acc 0." in done.out
+
+
+def test_gc_keeps_what_is_referenced(project: Project) -> None:
+    counting_stage(project)
+    for lr in ("0.1", "0.2", "0.3"):
+        set_lr(project, lr)
+        project.hpipe("repro")
+    dry = project.hpipe("gc", "--keep-runs", "1", "--dry-run").out
+    # lr 0.1 and 0.2: their model.txt and folder manifests (sub.txt is shared and kept)
+    assert dry.startswith("Would remove 4 cache objects") and "2 run-cache entries" in dry
+    set_lr(project, "0.1")
+    assert "↺ fit: restored" in project.hpipe("repro").out, "a dry run removed nothing"
+    set_lr(project, "0.3")
+    assert "↺ fit: restored" in project.hpipe("repro").out
+    assert project.hpipe("gc", "--keep-runs", "1").out.startswith("Removed")
+    assert "↺ fit: restored" not in project.hpipe("status").out
+    assert project.read("out/model.txt") == "model lr=0.3"  # the workspace is untouched
+    set_lr(project, "0.2")
+    assert project.ran(project.hpipe("repro")) == ["fit"], "0.2's result was collected"
+    set_lr(project, "0.3")
+    assert "↺ fit: restored" in project.hpipe("repro").out, "the kept run is still restorable"
