@@ -2,9 +2,9 @@
 
 - Objects: every recorded output file, stored once under `objects/<hash[:2]>/<hash[2:]>`
   (content-addressed by xxh3-128), read-only. A folder output is stored as its files plus a
-  manifest object `<folder hash>.dir`. Objects are copies (the kernel's copy_file_range, which
-  shares extents where the filesystem can), never hardlinks: editing a workspace file in place
-  cannot change the cache.
+  manifest object `<folder hash>.dir`. Objects are reflinks where the filesystem can make them
+  (btrfs, XFS: copy-on-write, no data copied) and plain copies otherwise, never hardlinks:
+  editing a workspace file in place cannot change the cache.
 - Runs: `runs.db` maps a stage's run key (its definition, dep fingerprints, Hangar column
   fingerprints and params values) to the lock entry it produced and the run it came from.
 """
@@ -43,7 +43,7 @@ class ObjectStore:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         os.close(fd)
         try:
-            shutil.copyfile(src, tmp)
+            clone_or_copy(src, Path(tmp))
             os.chmod(tmp, 0o444)
             os.replace(tmp, target)
         except BaseException:
@@ -148,8 +148,24 @@ class ObjectStore:
         return True
 
 
-def _copy_writable(src: Path, dst: Path) -> None:
+_FICLONE = 0x40049409  # linux/fs.h: share the source's extents (copy-on-write)
+
+
+def clone_or_copy(src: Path, dst: Path) -> None:
+    """A reflink of src at dst where the filesystem supports it, else a copy."""
+    import fcntl
+
+    try:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+        return
+    except OSError:
+        pass
     shutil.copyfile(src, dst)
+
+
+def _copy_writable(src: Path, dst: Path) -> None:
+    clone_or_copy(src, dst)
     os.chmod(dst, 0o644)
 
 

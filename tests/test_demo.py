@@ -38,7 +38,19 @@ def test_demo_pipeline_and_data_commit_reproduction(project: Project) -> None:
     assert "↺ train: restored from run" in pinned.out and "↺ evaluate: restored from run" in pinned.out
     assert project.read("metrics/train.json") == first_train
     assert project.read("metrics/eval.json") == first_eval
+    assert json.loads(project.hpipe("runs", "--json").out)[0]["stages"][1]["state"] == "restored"
     retrained = project.hpipe("repro", "--data-commit", first_commit, "--no-run-cache", "-f")
     assert project.ran(retrained) == ["train", "evaluate"]  # really rerun: the same bytes again
     assert project.read("metrics/train.json") == first_train
     assert project.read("metrics/eval.json") == first_eval
+
+
+def test_demo_verifies(project: Project) -> None:
+    """`repro --verify` reruns the deterministic demo and finds the same metrics."""
+    shutil.copy(REPO / "pipeline.yaml", project.root / "pipeline.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["epochs"] = 1
+    project.write("params.yaml", yaml.safe_dump(params))
+    project.hpipe("repro")
+    done = project.hpipe("repro", "--verify", "train", "-s")
+    assert "verify train: reproduced exactly" in done.out
