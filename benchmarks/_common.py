@@ -188,3 +188,13 @@ def make_hangar_repo(folder: Path, n: int, dim: int, *, backend: str | None = No
     co.close()
     marker.write_text(commit)
     return commit
+
+
+def demo_project(name: str) -> Path:
+    """A fresh copy of the repo's demo pipeline (pipeline.yaml + params.yaml) in benchmarks/.work/NAME."""
+    folder = WORK / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for file in ("pipeline.yaml", "params.yaml"):
+        shutil.copy(REPO / file, folder / file)
+    return folder

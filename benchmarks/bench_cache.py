@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import HPIPE, REPO, WORK, ensure_dvc, loadavg, machine, ratio, run, table, timed, twin_projects
+from _common import (HPIPE, WORK, demo_project, ensure_dvc, loadavg, machine, ratio, run, table, timed,
+                     twin_projects)
 from bench_noop import FILES, STAGES
 
 from hangar_pipe.cache import ObjectStore
@@ -52,11 +53,7 @@ def small_rows(with_dvc: bool) -> list[list[object]]:
 
 
 def demo_rows() -> list[list[object]]:
-    folder = WORK / "cache-demo"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for name in ("pipeline.yaml", "params.yaml"):
-        shutil.copy(REPO / name, folder / name)
+    folder = demo_project("cache-demo")
     run([HPIPE, "repro"], folder)
     set_lr(folder, "0.01", "0.02")
     rerun, _ = timed([HPIPE, "repro"], folder, "2 ran")

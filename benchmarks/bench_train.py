@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import statistics
 import sys
 import time
 
-from _common import HPIPE, REPO, WORK, bench, loadavg, machine, make_hangar_repo, ratio, run, table, timed
+from _common import HPIPE, WORK, bench, demo_project, loadavg, machine, make_hangar_repo, ratio, run, table, timed
 
 PLAIN = """
 import sys, time, statistics
@@ -93,11 +92,7 @@ def epoch_rows(epochs: int, rounds: int = 3) -> list[list[object]]:
 
 
 def demo_rows() -> list[list[object]]:
-    folder = WORK / "demo"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for name in ("pipeline.yaml", "params.yaml"):
-        shutil.copy(REPO / name, folder / name)
+    folder = demo_project("demo")
     first, _ = timed([HPIPE, "repro"], folder, "3 ran")
     noop = bench([HPIPE, "repro"], folder, reps=7, expect="Everything is up to date.")
     return [["first run (ingest, train 10 epochs, evaluate)", first, ""],
