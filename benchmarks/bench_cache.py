@@ -4,7 +4,9 @@
    switch back to A: both tools restore from their run cache. Timed: the switch back (restore)
    and a forced rerun of the same stages (`--no-run-cache -f` / `dvc repro -f`).
 2. The demo (MNIST 5k, 10 epochs): lr A, then B, then back to A: the restore of train + evaluate
-   vs their rerun.
+   vs their rerun; and the same train and evaluate stages as DVC cmd stages (the built-in stages
+   called through `python -m hangar_pipe.call`, on a copy of the Hangar data, `.hangar/ref.lmdb`
+   as their data dep), restored from DVC's run-cache.
 3. Cache add and restore of a 1 GiB output file: `ObjectStore.save` and `ObjectStore.restore`
    timed in-process (page cache warm), in GB/s.
 
@@ -15,16 +17,19 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import (HPIPE, WORK, demo_project, ensure_dvc, loadavg, machine, ratio, run, table, timed,
-                     twin_projects)
+from _common import (ENV, HPIPE, WORK, demo_project, ensure_dvc, init_dvc, loadavg, machine, ratio, run,
+                     table, timed, twin_projects)
 from bench_noop import FILES, STAGES
 
 from hangar_pipe.cache import ObjectStore
 from hangar_pipe.fingerprint import fingerprint_path
+from hangar_pipe.hangar_store import HangarStore
 
 
 def set_lr(folder: Path, old: str, new: str) -> None:
@@ -52,16 +57,60 @@ def small_rows(with_dvc: bool) -> list[list[object]]:
     return rows
 
 
-def demo_rows() -> list[list[object]]:
+DVC_DEMO = """
+stages:
+  train:
+    cmd: PY -m hangar_pipe.call hangar_pipe.stages.train:run '{}'
+    deps: [.hangar/ref.lmdb]
+    params: [train]
+    outs: [models/model.pt]
+    metrics: [metrics/train.json]
+  evaluate:
+    cmd: PY -m hangar_pipe.call hangar_pipe.stages.evaluate:run '{}'
+    deps: [models/model.pt, .hangar/ref.lmdb]
+    metrics: [metrics/eval.json]
+"""
+
+
+def demo_rows(dvc: Path | None) -> list[list[object]]:
     folder = demo_project("cache-demo")
     run([HPIPE, "repro"], folder)
+    rows: list[list[object]] = []
+    if dvc is not None:  # the same train and evaluate stages, as DVC cmd stages on a copy of the data
+        twin = WORK / "cache-demo-dvc"
+        shutil.rmtree(twin, ignore_errors=True)
+        twin.mkdir(parents=True)
+        shutil.copytree(folder / ".hangar", twin / ".hangar")
+        shutil.copy(folder / "params.yaml", twin / "params.yaml")
+        (twin / "dvc.yaml").write_text(DVC_DEMO.replace("PY", sys.executable))
+        init_dvc(dvc, twin)
+        commit = HangarStore(twin).branches()["master"]
+        env = {**ENV, "HPIPE_DATA_REPO": str(twin), "HPIPE_DATA_COMMIT": commit,
+               "HPIPE_ROOT": str(twin)}
+
+        def dvc_repro(expect: str) -> float:
+            t0 = time.perf_counter()
+            proc = subprocess.run([str(dvc), "repro"], cwd=twin, env=env, capture_output=True, text=True)
+            assert proc.returncode == 0 and expect in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+            return time.perf_counter() - t0
+
+        dvc_repro("Running stage 'train'")
+        set_lr(twin, "0.01", "0.02")
+        dvc_rerun = dvc_repro("Running stage 'train'")
+        set_lr(twin, "0.02", "0.01")
+        dvc_restore = dvc_repro("is cached - skipping run")
     set_lr(folder, "0.01", "0.02")
     rerun, _ = timed([HPIPE, "repro"], folder, "2 ran")
     set_lr(folder, "0.02", "0.01")
-    restore, out = timed([HPIPE, "repro"], folder, "2 restored")
-    return [["train + evaluate restored (lr switched back)", restore],
-            ["train + evaluate rerun (lr changed)", rerun],
-            ["restore / rerun", ratio(restore, rerun)]]
+    restore, _ = timed([HPIPE, "repro"], folder, "2 restored")
+    rows += [["hpipe: train + evaluate restored (lr switched back)", restore],
+             ["hpipe: train + evaluate rerun (lr changed)", rerun],
+             ["hpipe: restore / rerun", ratio(restore, rerun)]]
+    if dvc is not None:
+        rows += [["dvc: train + evaluate restored from its run-cache (lr switched back)", dvc_restore],
+                 ["dvc: train + evaluate rerun (lr changed)", dvc_rerun],
+                 ["restore, hpipe / dvc", ratio(restore, dvc_restore)]]
+    return rows
 
 
 def throughput_rows() -> list[list[object]]:
@@ -98,7 +147,7 @@ def main() -> None:
     print(table(["tool", "restore s", "forced rerun s"], small_rows(not args.no_dvc)))
     if not args.skip_demo:
         print("\n### The demo: restore vs rerun of train + evaluate (s)\n")
-        print(table(["what", "seconds"], demo_rows()))
+        print(table(["what", "seconds"], demo_rows(None if args.no_dvc else ensure_dvc())))
     print("\n### Cache add and restore of a 1 GiB file (page cache warm)\n")
     print(table(["", "add s", "add GB/s", "restore s (verified)", "restore GB/s"], throughput_rows()))
     print(f"\nLoad average at end: {loadavg()}")
