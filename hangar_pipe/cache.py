@@ -23,7 +23,8 @@ from typing import Any
 
 import xxhash
 
-from hangar_pipe.fingerprint import hash_file, walk_files
+from hangar_pipe.fingerprint import folder_hash, hash_file, walk_files
+from hangar_pipe.state import atomic_write
 
 Record = dict[str, Any]
 
@@ -60,12 +61,11 @@ class ObjectStore:
             digest = hash_file(abs_path)
             self._add(Path(abs_path), digest)
             manifest.append([rel, digest])
-        data = json.dumps(manifest).encode()
-        tmp = self.folder / f".manifest-{os.getpid()}"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        self._add(tmp, rec["hash"] + ".dir")
-        tmp.unlink()
+        target = self.path(rec["hash"] + ".dir")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, json.dumps(manifest).encode())
+            target.chmod(0o444)
 
     def _verified(self, digest: str, expected: str | None = None) -> Path | None:
         """The object's path if it exists and is intact; a corrupted one is removed (and warned about).
@@ -78,9 +78,7 @@ class ObjectStore:
         if expected is None:
             intact = hash_file(path) == digest
         else:
-            manifest = json.loads(path.read_bytes())
-            folder = xxhash.xxh3_128("".join(f"{rel}\0{d}\n" for rel, d in manifest).encode())
-            intact = folder.hexdigest() == expected
+            intact = folder_hash(json.loads(path.read_bytes())) == expected
         if not intact:
             print(f"hpipe: warning: cache object {digest} is corrupted; removed, the stage runs",
                   file=sys.stderr)

@@ -71,6 +71,12 @@ def walk_files(top: str) -> list[tuple[str, str, os.stat_result]]:
     return found
 
 
+def folder_hash(manifest: list[tuple[str, str]]) -> str:
+    """A folder's hash: xxh3-128 of its sorted `relative/path\0<file hash>\n` lines."""
+    lines = "".join(f"{rel}\0{digest}\n" for rel, digest in manifest)
+    return xxhash.xxh3_128_hexdigest(lines.encode())
+
+
 def fingerprint_path(path: str, cache: StatCache | None = None) -> Fingerprint | None:
     """Fingerprint a file, or a folder as the hash of its sorted (path, hash) manifest; None if missing."""
     try:
@@ -79,10 +85,6 @@ def fingerprint_path(path: str, cache: StatCache | None = None) -> Fingerprint |
         return None
     if not os.path.isdir(path):
         return Fingerprint(_cached_hash(path, st, cache), st.st_size)
-    manifest = xxhash.xxh3_128()
-    size = 0
     files = walk_files(path)
-    for rel, abs_path, fst in files:
-        manifest.update(f"{rel}\0{_cached_hash(abs_path, fst, cache)}\n".encode())
-        size += fst.st_size
-    return Fingerprint(manifest.hexdigest(), size, len(files))
+    manifest = [(rel, _cached_hash(abs_path, fst, cache)) for rel, abs_path, fst in files]
+    return Fingerprint(folder_hash(manifest), sum(fst.st_size for _, _, fst in files), len(files))
