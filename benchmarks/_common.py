@@ -167,7 +167,7 @@ def make_hangar_repo(folder: Path, n: int, dim: int, *, backend: str | None = No
     folder.mkdir(parents=True)
     import numpy as np
 
-    from hangar_pipe import compat
+    from hangar_pipe.hangar import compat
 
     hangar = compat.import_hangar()
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@
    and a forced rerun of the same stages (`--no-run-cache -f` / `dvc repro -f`).
 2. The demo (MNIST 5k, 10 epochs): lr A, then B, then back to A: the restore of train + evaluate
    vs their rerun; and the same train and evaluate stages as DVC cmd stages (the built-in stages
-   called through `python -m hangar_pipe.call`, on a copy of the Hangar data, `.hangar/ref.lmdb`
+   called through `python -m hangar_pipe.core.call`, on a copy of the Hangar data, `.hangar/ref.lmdb`
    as their data dep), restored from DVC's run-cache.
 3. Cache add and restore of a 1 GiB output file: `ObjectStore.save` and `ObjectStore.restore`
    timed in-process (page cache warm), in GB/s.
@@ -27,9 +27,9 @@ from _common import (ENV, HPIPE, WORK, demo_project, ensure_dvc, init_dvc, loada
                      table, timed, twin_projects)
 from bench_noop import FILES, STAGES
 
-from hangar_pipe.cache import ObjectStore
-from hangar_pipe.fingerprint import fingerprint_path
-from hangar_pipe.hangar_store import HangarStore
+from hangar_pipe.core.objects import ObjectStore
+from hangar_pipe.core.fingerprint import fingerprint_path
+from hangar_pipe.hangar.store import HangarStore
 
 
 def set_lr(folder: Path, old: str, new: str) -> None:
@@ -60,13 +60,13 @@ def small_rows(with_dvc: bool) -> list[list[object]]:
 DVC_DEMO = """
 stages:
   train:
-    cmd: PY -m hangar_pipe.call hangar_pipe.stages.train:run '{}'
+    cmd: PY -m hangar_pipe.core.call hangar_pipe.stages.train:run '{}'
     deps: [.hangar/ref.lmdb]
     params: [train]
     outs: [models/model.pt]
     metrics: [metrics/train.json]
   evaluate:
-    cmd: PY -m hangar_pipe.call hangar_pipe.stages.evaluate:run '{}'
+    cmd: PY -m hangar_pipe.core.call hangar_pipe.stages.evaluate:run '{}'
     deps: [models/model.pt, .hangar/ref.lmdb]
     metrics: [metrics/eval.json]
 """

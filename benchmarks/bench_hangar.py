@@ -34,7 +34,7 @@ BIG = 50_000
 FINGERPRINT = """
 import sys, time
 t0 = time.perf_counter()
-from hangar_pipe.hangar_store import HangarStore
+from hangar_pipe.hangar.store import HangarStore
 t1 = time.perf_counter()
 store = HangarStore(__import__('pathlib').Path(sys.argv[1]))
 state = store.column(sys.argv[2], 'labels')
@@ -44,7 +44,7 @@ print(f"{t1 - t0} {t2 - t1} {state.samples}")
 
 
 def fingerprint_rows() -> list[list[object]]:
-    from hangar_pipe.hangar_store import HangarStore
+    from hangar_pipe.hangar.store import HangarStore
 
     rows = []
     for n in SIZES:
@@ -134,7 +134,7 @@ def noop_rows(with_dvc: bool) -> tuple[list[list[object]], str]:
 PLAIN_WRITES = """
 import sys, time
 import numpy as np
-from hangar_pipe import compat
+from hangar_pipe.hangar import compat
 hangar = compat.import_hangar()
 data = np.load(sys.argv[2])
 x = (data["x"].reshape(len(data["x"]), -1) / 255.0).astype(np.float32)

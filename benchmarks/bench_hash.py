@@ -1,11 +1,11 @@
 """Hashing: first fingerprint of a 1 GiB file (GB/s) and re-fingerprint of the unchanged file (ms).
 
-(a) `hangar_pipe.fingerprint.fingerprint_path` with an empty `StateDB` in a fresh temp folder,
+(a) `hangar_pipe.core.fingerprint.fingerprint_path` with an empty `SqliteStatCache` in a fresh temp folder,
     page cache warm (the file is read once first), best/median of 3 runs each with a new empty
-    StateDB; plus a cold-cache run if /proc/sys/vm/drop_caches can be written. `hashlib.md5`
+    SqliteStatCache; plus a cold-cache run if /proc/sys/vm/drop_caches can be written. `hashlib.md5`
     (DVC's algorithm) over the same bytes, same chunking, gives the ratio.
 (b) The file's mtime is backdated by 10 s (the stat cache ignores files written in the last 2 s),
-    the first StateDB is flushed and closed, and each timed re-fingerprint uses a NEW StateDB on
+    the first SqliteStatCache is flushed and closed, and each timed re-fingerprint uses a NEW SqliteStatCache on
     the same folder, so the digest comes from the sqlite cache (7 runs).
 Targets: >= 1 GB/s first time, < 10 ms unchanged. The 1 GiB file is kept in benchmarks/.work.
 
@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from _common import WORK, loadavg, machine, table
-from hangar_pipe.fingerprint import CHUNK, fingerprint_path, hash_file
-from hangar_pipe.state import STATE_DIR, StateDB
+from hangar_pipe.core.fingerprint import CHUNK, fingerprint_path, hash_file
+from hangar_pipe.core.layout import stat_cache_db
+from hangar_pipe.core.statcache import SqliteStatCache
 
 
 def make_file(path: Path, size: int) -> None:
@@ -60,9 +61,9 @@ def clock(fn: Callable[[], object]) -> float:
 
 
 def first_fingerprint(path: Path) -> float:
-    """Seconds for fingerprint_path with an empty StateDB in a fresh temp folder."""
+    """Seconds for fingerprint_path with an empty SqliteStatCache in a fresh temp folder."""
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
-        db = StateDB(Path(tmp) / STATE_DIR)
+        db = SqliteStatCache(stat_cache_db(Path(tmp)))
         seconds = clock(lambda: fingerprint_path(str(path), db))
         db.close()
     return seconds
@@ -104,13 +105,13 @@ def main() -> None:
     row("hashlib.md5 (DVC's algorithm), warm page cache", md5)
 
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
-        state = Path(tmp) / STATE_DIR
-        db = StateDB(state)
+        state = stat_cache_db(Path(tmp))
+        db = SqliteStatCache(state)
         expected = fingerprint_path(str(path), db)
         db.close()  # flushes the pending cache entry
         again: list[float] = []
         for _ in range(7):
-            fresh = StateDB(state)
+            fresh = SqliteStatCache(state)
             again.append(clock(lambda: fingerprint_path(str(path), fresh)))
             if fingerprint_path(str(path), fresh) != expected:
                 raise SystemExit("the cached fingerprint differs from the first one")
@@ -122,7 +123,7 @@ def main() -> None:
     print(f"\nxxh3 vs md5 (warm, best): xxh3 is {min(md5) / min(warm):.1f}x faster"
           + ("" if cold else "; cold-cache run skipped (cannot write /proc/sys/vm/drop_caches)") + "\n")
     unchanged_ms = 1000 * statistics.median(again)
-    print(table(["unchanged file, new StateDB each run", "runs", "median ms", "min ms"],
+    print(table(["unchanged file, new SqliteStatCache each run", "runs", "median ms", "min ms"],
                 [["fingerprint_path from the sqlite stat cache", len(again), f"{unchanged_ms:.2f}",
                   f"{1000 * min(again):.2f}"]]))
     speed = gb / min(warm)

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import torch
 from _common import WORK, loadavg, machine, make_hangar_repo, ratio, table
 
-from hangar_pipe import compat
+from hangar_pipe.hangar import compat
 from hangar_pipe.torch import BatchLoader, ColumnsDataset
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run Hangar 0.5.2's own test suite (8,360 tests at that tag) on numpy 2.4.6 with OUR shim,
-# hangar_pipe.compat, applied before hangar is imported. From the repo root:
+# hangar_pipe.hangar.compat, applied before hangar is imported. From the repo root:
 #
 #     bash benchmarks/hangar_suite.sh [extra pytest args]
 #
@@ -13,9 +13,9 @@
 # What it does (all under benchmarks/.work/, which git ignores):
 #   1. venv at benchmarks/.work/hangar-suite-venv (reused when present);
 #   2. installs the pins from shared/notes/hangar-compat.md, plus pyyaml (hangar_pipe/__init__.py
-#      needs it to import hangar_pipe.compat) and this project with `pip install --no-deps -e .`;
+#      needs it to import hangar_pipe.hangar.compat) and this project with `pip install --no-deps -e .`;
 #   3. downloads the hangar 0.5.2 sdist and unpacks its tests/ into benchmarks/.work/hangar-suite/;
-#   4. a .pth file in the venv applies hangar_pipe.compat's patch_protobuf() + patch_numpy() at
+#   4. a .pth file in the venv applies hangar_pipe.hangar.compat's patch_protobuf() + patch_numpy() at
 #      interpreter start-up; benchmarks/hangar_suite_conftest.py becomes the suite's root conftest
 #      (checks the shim ran first, adds np.int for Hangar's tests only, handles missing TensorFlow);
 #   5. runs pytest serially and prints its summary line.
@@ -81,14 +81,14 @@ cp "$REPO/benchmarks/hangar_suite_conftest.py" "$SUITE/conftest.py"
 # A .pth line starting with "import" is executed by site.py at every start-up of the venv's python.
 # It calls our module; nothing of the shim is copied here.
 printf '%s\n' \
-    '# Written by benchmarks/hangar_suite.sh: apply hangar_pipe.compat before anything imports hangar.' \
-    'import hangar_pipe.compat as c; c.patch_protobuf(); c.patch_numpy()' >"$PTH"
+    '# Written by benchmarks/hangar_suite.sh: apply hangar_pipe.hangar.compat before anything imports hangar.' \
+    'import hangar_pipe.hangar.compat as c; c.patch_protobuf(); c.patch_numpy()' >"$PTH"
 
 "$VPY" - <<'EOF' >&2
 import sys
 from importlib.metadata import version
 
-assert "hangar_pipe.compat" in sys.modules, "the .pth did not import hangar_pipe.compat"
+assert "hangar_pipe.hangar.compat" in sys.modules, "the .pth did not import hangar_pipe.hangar.compat"
 assert "hangar" not in sys.modules, "hangar was imported at start-up, before/with the shim"
 import numpy as np
 import hangar  # noqa: F401  - must import cleanly with the shim

@@ -5,10 +5,10 @@ Hangar's unpacked tests/, so pytest loads it before Hangar's tests/conftest.py i
 Nothing here is needed by Hangar itself or by hangar_pipe; it only makes Hangar's suite runnable.
 
 The compat shim is NOT applied here. A .pth file in the suite's venv runs
-`hangar_pipe.compat.patch_protobuf()` and `patch_numpy()` at interpreter start-up (so it also
+`hangar_pipe.hangar.compat.patch_protobuf()` and `patch_numpy()` at interpreter start-up (so it also
 covers any subprocess). This file:
 
-1. checks that the shim came from hangar_pipe.compat and ran before anything imported hangar;
+1. checks that the shim came from hangar_pipe.hangar.compat and ran before anything imported hangar;
 2. restores `np.int` (removed in numpy 1.24). TEST-SUITE ONLY: Hangar's tests use `np.int`,
    Hangar's own code does not, so it stays out of the shim;
 3. when TensorFlow is not installed: tests/ml_dataloaders/test_dataloaders.py holds the torch
@@ -29,10 +29,10 @@ import types
 
 import pytest
 
-# --- 1. the shim must have come from hangar_pipe.compat, via the venv's .pth ----------------------
-if "hangar_pipe.compat" not in sys.modules:
+# --- 1. the shim must have come from hangar_pipe.hangar.compat, via the venv's .pth ----------------------
+if "hangar_pipe.hangar.compat" not in sys.modules:
     raise pytest.UsageError(
-        "hangar_pipe.compat was not imported at start-up: the venv's zz_hangar_suite_shim.pth "
+        "hangar_pipe.hangar.compat was not imported at start-up: the venv's zz_hangar_suite_shim.pth "
         "is missing or failed (see the 'Error processing line' message above, if any)"
     )
 if "hangar" in sys.modules:
@@ -41,11 +41,11 @@ if "hangar" in sys.modules:
         "(does hangar_pipe/__init__.py import hangar now?), so the shim may have come too late"
     )
 
-from hangar_pipe.compat import missing_numpy_aliases  # noqa: E402
+from hangar_pipe.hangar.compat import missing_numpy_aliases  # noqa: E402
 
 _missing = missing_numpy_aliases()
 if _missing:
-    raise pytest.UsageError(f"the hangar_pipe.compat shim did not restore numpy.{', numpy.'.join(_missing)}")
+    raise pytest.UsageError(f"the hangar_pipe.hangar.compat shim did not restore numpy.{', numpy.'.join(_missing)}")
 
 # --- 2. np.int: TEST-SUITE ONLY (Hangar's tests use it; Hangar's code does not) ------------------
 if _lacks("int"):
@@ -99,7 +99,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_report_header(config):
-    import hangar_pipe.compat as compat
+    import hangar_pipe.hangar.compat as compat
 
     tf = "absent: TestTfDataLoader deselected" if TF_ABSENT else "installed"
     return [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """Bad input or a refused operation: one line, exit code 2, no traceback."""
@@ -22,7 +24,9 @@ class UserError(Exception):
         return where + self.message
 
 
-class StageFailed(Exception):
-    """A stage's command failed; hpipe exits 1."""
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest choice, or ''."""
+    import difflib
 
-    exit_code = 1
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

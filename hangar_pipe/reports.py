@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from hangar_pipe.deps import Scalar
+from hangar_pipe.core.history import RunRecord, Table, flat_values
+from hangar_pipe.core.layout import LOCK_FILE
+from hangar_pipe.core.params import Scalar
 from hangar_pipe.errors import UserError
-from hangar_pipe.history import History, Table, current_metrics, current_params, flat_values
-from hangar_pipe.lock import LOCK_FILE
 from hangar_pipe.pipeline import Pipeline
-from hangar_pipe.state import STATE_DIR
 
 _RUN_ID = re.compile(r"^\d{8}-\d{6}(-[0-9a-f]{0,4})?$")
 
@@ -57,17 +57,17 @@ def metrics_at(pipeline: Pipeline, source: str | None) -> Table:
     """'workspace' (the files now), 'lock' (recorded values), a run id or `data:<commit>` (the
     run history), or a git revision (its pipeline.lock)."""
     if source == "workspace":
-        return current_metrics(pipeline)
+        return pipeline.metrics()
     if source and _is_run(source):
-        return History(pipeline.root / STATE_DIR).find(source).metrics
+        return pipeline.history.find(source).metrics
     return locked_metrics(lock_entries(pipeline, source))
 
 
 def params_at(pipeline: Pipeline, source: str | None) -> Table:
     if source == "workspace":
-        return current_params(pipeline)
+        return pipeline.params()
     if source and _is_run(source):
-        return History(pipeline.root / STATE_DIR).find(source).params
+        return pipeline.history.find(source).params
     table: Table = {}
     for entry in lock_entries(pipeline, source).values():
         for file, values in (entry.get("params") or {}).items():
@@ -126,3 +126,25 @@ def markdown(headers: list[str], rows: list[list[str]]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
+
+
+def short(commit: str | None) -> str:
+    return commit[:10] if commit else "-"
+
+
+def runs_table(records: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of `hpipe runs`: when, on which data commit, what ran, exit, key metrics."""
+    rows = [[r.id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), short(r.data_commit),
+             ", ".join(r.ran) or "-", str(r.status),
+             ", ".join(f"{k} {fmt(v, 4)}" for k, v in key_metrics(r.metrics).items()) or "-"]
+            for r in records]
+    return ["run", "when", "data commit", "ran", "exit", "key metrics"], rows
+
+
+def metrics_across_runs(records: list[RunRecord], precision: int) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows): one row per run, one column per numeric `file:metric`."""
+    names = sorted({(f, k) for r in records for f, values in r.metrics.items() for k, v in values.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    rows = [[r.id, short(r.data_commit), *(fmt(r.metrics.get(f, {}).get(k), precision) for f, k in names)]
+            for r in records]
+    return ["run", "data commit", *(f"{f}:{k}" for f, k in names)], rows

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from hangar_pipe import compat
+from hangar_pipe.hangar import compat
 
 
 class Repo:

@@ -1,11 +1,11 @@
-"""hangar 0.5.2 on today's numpy/protobuf through hangar_pipe.compat: import, write, commit, read back."""
+"""hangar 0.5.2 on today's numpy/protobuf through hangar_pipe.hangar.compat: import, write, commit, read back."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hangar_pipe import compat
+from hangar_pipe.hangar import compat
 
 
 def test_typedict_has_type_numbers_and_char_codes() -> None:

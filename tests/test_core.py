@@ -12,10 +12,11 @@ import xxhash
 import yaml
 from conftest import Project
 
-from hangar_pipe import Pipeline, UserError, fingerprint
-from hangar_pipe.deps import compare_values
-from hangar_pipe.lock import LockFile
-from hangar_pipe.state import StateDB
+from hangar_pipe import Pipeline, UserError
+from hangar_pipe.core import fingerprint
+from hangar_pipe.core.params import compare_values
+from hangar_pipe.core.lockfile import LockFile
+from hangar_pipe.core.statcache import SqliteStatCache
 
 
 def _backdate(path: str) -> None:
@@ -49,11 +50,11 @@ def test_stat_cache_skips_rereading_unchanged_files(tmp_path, monkeypatch) -> No
     reads: list[str] = []
     real = fingerprint.hash_file
     monkeypatch.setattr(fingerprint, "hash_file", lambda p: reads.append(str(p)) or real(p))
-    db = StateDB(tmp_path / ".hpipe")
+    db = SqliteStatCache(tmp_path / ".hpipe" / "state.db")
     first = fingerprint.fingerprint_path(str(path), db)
     db.close()
     assert len(reads) == 1
-    db = StateDB(tmp_path / ".hpipe")  # a new process would see the same database
+    db = SqliteStatCache(tmp_path / ".hpipe" / "state.db")  # a new process would see the same database
     assert fingerprint.fingerprint_path(str(path), db) == first
     assert len(reads) == 1, "unchanged file was not re-read"
     path.write_bytes(b"y" * 1000)  # same size, new content and mtime
@@ -67,7 +68,7 @@ def test_stat_cache_skips_rereading_unchanged_files(tmp_path, monkeypatch) -> No
 def test_recently_written_files_are_not_cached(tmp_path) -> None:
     path = tmp_path / "fresh"
     path.write_text("a")
-    db = StateDB(tmp_path / ".hpipe")
+    db = SqliteStatCache(tmp_path / ".hpipe" / "state.db")
     fingerprint.fingerprint_path(str(path), db)
     db.flush()
     assert db.get(str(path), os.stat(path)) is None  # could still change within its mtime tick
@@ -160,7 +161,7 @@ def test_noop_path_imports_neither_torch_nor_hangar(three_stage: Project) -> Non
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch) -> None:
-    from hangar_pipe import state
+    from hangar_pipe.core import atomic
 
     target = tmp_path / "pipeline.lock"
     target.write_text("old")
@@ -168,21 +169,21 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch) -> None:
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(state.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(OSError):
-        state.atomic_write(target, b"new")
+        atomic.atomic_write(target, b"new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["pipeline.lock"], "temp file removed"
 
 
 def test_atomic_write_keeps_permissions(tmp_path) -> None:
-    from hangar_pipe import state
+    from hangar_pipe.core import atomic
 
     new = tmp_path / "new.lock"
-    state.atomic_write(new, b"x")
+    atomic.atomic_write(new, b"x")
     umask = os.umask(0)
     os.umask(umask)
     assert new.stat().st_mode & 0o777 == 0o666 & ~umask
     new.chmod(0o640)
-    state.atomic_write(new, b"y")
+    atomic.atomic_write(new, b"y")
     assert new.stat().st_mode & 0o777 == 0o640 and new.read_bytes() == b"y"

@@ -13,7 +13,7 @@ import yaml
 from conftest import ENV, Project, user_error
 from hangar_repo import Repo, images, labels
 
-from hangar_pipe.hangar_store import HangarStore
+from hangar_pipe.hangar.store import HangarStore
 
 READER = """
     stages:
@@ -216,7 +216,7 @@ def test_readers_see_the_commit_resolved_at_the_start(project: Project, data: Re
     start = HangarStore(project.root).branches()["master"]
     project.write("commit_now.py", """
         import numpy as np
-        from hangar_pipe import compat
+        from hangar_pipe.hangar import compat
         hangar = compat.import_hangar()
         with compat.quiet():
             co = hangar.Repository(".", exists=True).checkout(write=True)

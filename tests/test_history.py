@@ -10,7 +10,7 @@ import numpy as np
 from conftest import Project, user_error
 from hangar_repo import Repo, labels
 
-from hangar_pipe.hangar_store import HangarStore
+from hangar_pipe.hangar.store import HangarStore
 
 
 def runs(project: Project) -> list[dict]:

@@ -16,7 +16,7 @@ import yaml
 from conftest import ENV, Project, user_error
 
 from hangar_pipe.errors import UserError
-from hangar_pipe.hangar_store import HangarStore
+from hangar_pipe.hangar.store import HangarStore
 from hangar_pipe.stages import ingest
 
 COLUMNS = ["mnist_training_images", "mnist_training_labels", "mnist_test_images",
@@ -150,7 +150,7 @@ KILLED_WRITER = """
     import os, sys
     import numpy as np
     from pathlib import Path
-    from hangar_pipe.hangar_write import writer
+    from hangar_pipe.hangar.write import writer
     with writer(Path(sys.argv[1]), "master", "ingest") as co:
         co.columns["mnist_test_labels"][0] = np.array([-1], dtype=np.int64)
         os._exit(9)  # killed mid-write: no cleanup at all
@@ -180,7 +180,7 @@ def test_stale_writer_lock_is_explained_and_released(ingesting: Project) -> None
 
 LIVE_WRITER = """
     import sys, time
-    from hangar_pipe import compat
+    from hangar_pipe.hangar import compat
     hangar = compat.import_hangar()
     with compat.quiet():
         co = hangar.Repository(sys.argv[1], exists=True).checkout(write=True)
@@ -259,7 +259,7 @@ def test_a_writer_owns_its_columns(ingesting: Project) -> None:
 
 
 def test_someone_elses_staged_changes_are_never_discarded(ingesting: Project) -> None:
-    from hangar_pipe import compat
+    from hangar_pipe.hangar import compat
 
     ingesting.hpipe("repro")
     (ingesting.root / "raw.npz").write_bytes(b"not an npz")  # the next ingest fails mid-stage

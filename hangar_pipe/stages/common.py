@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hangar_pipe.state import atomic_write
+from hangar_pipe.core.atomic import atomic_write
 
 
 def write_output(path: str | Path, data: bytes) -> None:

@@ -13,7 +13,7 @@ import torch
 from hangar_pipe.errors import UserError
 from hangar_pipe.stages.common import write_output
 from hangar_pipe.stages.train import build_model, evaluate_batches, pick_device
-from hangar_pipe.torch import BatchLoader, ColumnsDataset
+from hangar_pipe.training.loader import BatchLoader, ColumnsDataset
 
 
 def run(images: str = "mnist_test_images", labels: str = "mnist_test_labels",

@@ -142,7 +142,7 @@ def run(source: Any, splits: dict[str, float | int] | None = None, seed: int = 0
         prefix: str = "mnist", label: str | int | None = None, images: str | None = None,
         labels: str | None = None, backend: str | None = None) -> None:
     """Ingest into HPIPE_DATA_REPO on HPIPE_DATA_BRANCH (set by hpipe for a stage with a hangar out)."""
-    from hangar_pipe.hangar_write import writer
+    from hangar_pipe.hangar.write import writer
 
     repo = Path(os.environ.get("HPIPE_DATA_REPO", "."))
     branch = os.environ.get("HPIPE_DATA_BRANCH", "master")

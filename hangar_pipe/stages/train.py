@@ -37,8 +37,8 @@ from torch import nn
 
 from hangar_pipe.errors import UserError
 from hangar_pipe.stages.common import progress, write_output
-from hangar_pipe.torch import BatchLoader, ColumnsDataset
-from hangar_pipe.yamlfile import load_data
+from hangar_pipe.core.yamlfile import load_data
+from hangar_pipe.training.loader import BatchLoader, ColumnsDataset
 
 DEFAULTS: dict[str, Any] = {
     "model": {"kind": "mlp", "layers": [784, 500, 200, 10]}, "optimizer": "sgd", "lr": 0.01,

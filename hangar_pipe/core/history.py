@@ -11,14 +11,19 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from hangar_pipe.deps import PathOut, Scalar, leaves, read_metrics
+from hangar_pipe.core.params import Scalar, leaves, read_metrics
 from hangar_pipe.errors import UserError
+
+if TYPE_CHECKING:
+    from hangar_pipe.core.context import Workspace
+    from hangar_pipe.core.spec import Stage
 
 Table = dict[str, dict[str, Scalar]]  # file -> {dotted name: value}
 
@@ -48,11 +53,10 @@ def new_run_id(started: float) -> str:
     return f"{stamp}-{xxhash.xxh32_hexdigest(f'{started}{os.getpid()}'.encode())[:4]}"
 
 
-def current_metrics(pipeline: Any) -> Table:
+def current_metrics(stages: Iterable[Stage], ws: Workspace) -> Table:
     """Every stage's metrics files as they are now, flattened."""
-    return {out.path: read_metrics(pipeline.root / out.path)
-            for stage in pipeline.stages.values() for out in stage.outs
-            if isinstance(out, PathOut) and out.role == "metric" and (pipeline.root / out.path).exists()}
+    files = [(o.key, o.file(ws)) for stage in stages for o in stage.outs if o.role == "metric"]
+    return {key: read_metrics(path) for key, path in files if path is not None and path.exists()}
 
 
 def flat_values(values: dict[str, Any]) -> dict[str, Scalar]:
@@ -63,18 +67,18 @@ def flat_values(values: dict[str, Any]) -> dict[str, Scalar]:
     return out
 
 
-def current_params(pipeline: Any) -> Table:
+def current_params(stages: Iterable[Stage], ws: Workspace) -> Table:
     """Every stage's params values as they are now, flattened per leaf."""
     table: Table = {}
-    for stage in pipeline.stages.values():
+    for stage in stages:
         for dep in stage.params:
-            table.setdefault(dep.file, {}).update(flat_values(dep.measure(pipeline.ctx)))
+            table.setdefault(dep.file, {}).update(flat_values(dep.measure(ws)))
     return table
 
 
 class History:
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "runs.db"
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(exist_ok=True)

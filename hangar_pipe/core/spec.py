@@ -3,33 +3,29 @@
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib.util
 import json
 import os
 import posixpath
 import re
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hangar_pipe.deps import CodeDep, Kind, ParamsDep, PathDep, PathOut
-from hangar_pipe.hangar_deps import parse_hangar
-from hangar_pipe.yamlfile import KeyPath, YamlDoc, keypath_str, load_yaml
+from hangar_pipe.core import kinds
+from hangar_pipe.core.files import CodeDep, PathDep, PathOut
+from hangar_pipe.core.kinds import Kind
+from hangar_pipe.core.layout import PARAMS_FILE
+from hangar_pipe.core.params import ParamsDep
+from hangar_pipe.core.yamlfile import KeyPath, YamlDoc, keypath_str, load_yaml
+from hangar_pipe.errors import UserError, did_you_mean
 
-PIPELINE_FILE = "pipeline.yaml"
-PARAMS_FILE = "params.yaml"
 STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
-#: Built-in stages for `uses: NAME` (no colon): name -> "module:callable".
-BUILTIN_STAGES: dict[str, str] = {name: f"hangar_pipe.stages.{name}:run"
-                                  for name in ("ingest", "train", "evaluate")}
-
-#: Dependency/output kinds written as `- KIND: ...` mappings:
-#: kind -> parser(spec_context, value, keypath, is_out) -> Kind.
-KIND_PARSERS: dict[str, Callable[[Any, Any, KeyPath, bool], Kind]] = {"hangar": parse_hangar}
+#: Built-in stages for `uses: NAME` (no colon): name -> "module:callable". Filled by
+#: hangar_pipe.plugins from the list beside the stages (hangar_pipe.stages.BUILTIN).
+BUILTIN_STAGES: dict[str, str] = {}
 
 _TOP_KEYS = {"data": dict, "stages": dict}
 _DATA_KEYS = {"repo": str, "ref": str}
@@ -78,7 +74,7 @@ class Stage:
             d["wdir"] = self.wdir
         return d
 
-    def all_deps(self) -> list[Kind]:
+    def all_deps(self) -> list[Kind | ParamsDep]:
         return [*self.deps, *self.params]
 
 
@@ -100,7 +96,7 @@ class SpecContext:
     wdir: str
     data: DataDefaults
 
-    def error(self, path: KeyPath, message: str, at: KeyPath | None = None) -> Exception:
+    def error(self, path: KeyPath, message: str, at: KeyPath | None = None) -> UserError:
         return self.doc.error(path, message, at)
 
     def path(self, value: Any, keypath: KeyPath) -> str:
@@ -124,15 +120,10 @@ def normalize_path(ctx: SpecContext, value: str, keypath: KeyPath) -> str:
     return joined
 
 
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _check_keys(doc: YamlDoc, value: dict[str, Any], allowed: dict[str, Any], path: KeyPath) -> None:
     for key, item in value.items():
         if key not in allowed:
-            raise doc.error(path, f"unknown key '{key}'{_suggest(str(key), list(allowed))}",
+            raise doc.error(path, f"unknown key '{key}'{did_you_mean(str(key), list(allowed))}",
                             at=path + (key,))
         expected = allowed[key]
         if not isinstance(item, expected) or (expected is not bool and isinstance(item, bool)):
@@ -211,15 +202,15 @@ def _parse_entry(ctx: SpecContext, entry: Any, keypath: KeyPath, is_out: bool,
         return PathOut(path, role=role) if is_out else PathDep(path)
     if isinstance(entry, dict) and len(entry) == 1:
         (key, value), = entry.items()
-        if key in KIND_PARSERS:
-            return KIND_PARSERS[key](ctx, value, keypath + (key,), is_out)
+        if kind := kinds.declared_kind(str(key)):
+            return kind.parse(ctx, value, keypath + (key,), is_out)
         if is_out and (value is None or isinstance(value, dict)):  # `- path: {cache: false}`
             options = value or {}
             _check_keys(ctx.doc, options, _OUT_OPTIONS, keypath + (key,))
             return PathOut(ctx.path(key, keypath), role=role, cache=options.get("cache", True))
         if not is_out:
-            kinds = list(KIND_PARSERS)
-            hint = _suggest(str(key), kinds) or (f" (known kinds: {', '.join(kinds)})" if kinds else "")
+            tags = kinds.declared_tags()
+            hint = did_you_mean(str(key), tags) or (f" (known kinds: {', '.join(tags)})" if tags else "")
             raise ctx.error(keypath, f"unknown dependency kind '{key}'{hint}", at=keypath + (key,))
     what = "an output path" if is_out else "a path"
     raise ctx.error(keypath, f"expected {what} or a one-key mapping, got {type(entry).__name__}")
@@ -235,7 +226,7 @@ def _no_duplicates(doc: YamlDoc, items: list[Kind], keypath: KeyPath) -> None:
 
 def _parse_params(ctx: SpecContext, entries: list[Any], keypath: KeyPath) -> list[ParamsDep]:
     by_file: dict[str, list[tuple[str, tuple[str, int | None, str]]]] = {}
-    default_file = PARAMS_FILE  # params.yaml beside pipeline.yaml
+    default_file = PARAMS_FILE
 
     def add(file: str, key: Any, kp: KeyPath) -> None:
         if not isinstance(key, str) or not key:
@@ -268,7 +259,7 @@ def _code_dep(ctx: SpecContext, stage: Stage, keypath: KeyPath) -> CodeDep:
     if ":" not in target:
         known = ", ".join(sorted(BUILTIN_STAGES)) or "none yet"
         raise ctx.error(keypath, f"'{target}' is neither 'module:callable' nor a built-in stage"
-                                 f" (built-ins: {known}){_suggest(target, list(BUILTIN_STAGES))}")
+                                 f" (built-ins: {known}){did_you_mean(target, list(BUILTIN_STAGES))}")
     module, _, attr = target.partition(":")
     file = find_module_file(module, [str(ctx.root / stage.wdir), str(ctx.root)])
     if file is None:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import bisect
-import difflib
 import graphlib
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from hangar_pipe.deps import Kind, PathDep
-from hangar_pipe.errors import UserError
-from hangar_pipe.spec import PipelineSpec, Stage
+from hangar_pipe.core.spec import PipelineSpec, Stage
+from hangar_pipe.errors import UserError, did_you_mean
+
+
+class Linked(Protocol):
+    """What the graph reads of a dep or out (kinds and params)."""
+
+    @property
+    def edges(self) -> tuple[str, ...]: ...
+
+    @property
+    def path_edges(self) -> tuple[str, ...]: ...
 
 
 def _ancestors(path: str) -> list[str]:
@@ -39,8 +48,7 @@ class Graph:
                         raise UserError(f"stages '{other}' and '{name}' both declare output '{edge}'",
                                         file=spec.file, line=stage.line, key=f"stages.{name}.outs")
                     g.producers[edge] = name
-        g._path_outs = sorted(o.path for s in spec.stages.values() for o in s.outs
-                              if isinstance(o, PathDep))
+        g._path_outs = sorted(p for s in spec.stages.values() for o in s.outs for p in o.path_edges)
         for path in g._path_outs:
             for parent in _ancestors(path):
                 if parent in g.producers:
@@ -58,16 +66,21 @@ class Graph:
                             line=spec.stages[cycle[0]].line, key=f"stages.{cycle[0]}") from None
         return g
 
-    def producers_of(self, dep: Kind) -> set[str]:
-        """Stages whose outputs feed this dep: the same key, a folder holding it, or outputs inside it."""
+    def producers_of(self, dep: Linked) -> set[str]:
+        """Stages whose outputs feed this dep: the same edge, a folder holding it, or outputs inside it."""
         found = {self.producers[e] for e in dep.edges if e in self.producers}
-        if isinstance(dep, PathDep):
-            found.update(self.producers[a] for a in _ancestors(dep.path) if a in self.producers)
-            prefix = dep.path + "/"
-            i = bisect.bisect_left(self._path_outs, prefix)
-            while i < len(self._path_outs) and self._path_outs[i].startswith(prefix):
-                found.add(self.producers[self._path_outs[i]])
-                i += 1
+        for path in dep.path_edges:
+            found |= self.producers_of_path(path)
+        return found
+
+    def producers_of_path(self, path: str) -> set[str]:
+        """Stages that write this project path, a folder holding it, or something inside it."""
+        found = {self.producers[a] for a in (*_ancestors(path), path) if a in self.producers}
+        prefix = path + "/"
+        i = bisect.bisect_left(self._path_outs, prefix)
+        while i < len(self._path_outs) and self._path_outs[i].startswith(prefix):
+            found.add(self.producers[self._path_outs[i]])
+            i += 1
         return found
 
     def downstream(self) -> dict[str, set[str]]:
@@ -80,9 +93,8 @@ class Graph:
     def check_targets(self, targets: list[str]) -> None:
         for t in targets:
             if t not in self.stages:
-                close = difflib.get_close_matches(t, list(self.stages), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise UserError(f"unknown stage '{t}'{hint}; stages: {', '.join(self.stages)}")
+                raise UserError(f"unknown stage '{t}'{did_you_mean(t, self.stages)};"
+                                f" stages: {', '.join(self.stages)}")
 
     def select(self, targets: list[str] | None = None, *, single: bool = False,
                downstream: bool = False) -> list[str]:

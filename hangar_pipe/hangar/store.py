@@ -127,7 +127,7 @@ class HangarStore:
         return [p for p in (raw or b"").decode().split(" << ") if p]
 
     def commit_info(self, commit: str) -> dict[str, Any]:
-        from hangar_pipe.compat import blosc_decompress
+        from hangar_pipe.hangar.compat import blosc_decompress
 
         raw = self._get("ref", f"{commit}:spec".encode())
         return json.loads(blosc_decompress()(raw)) if raw else {}
@@ -158,7 +158,7 @@ class HangarStore:
     def flat(self, commit: str) -> bytes:
         """A commit's records, decompressed: sorted, `$`-joined (cached: a commit never changes)."""
         if commit not in self._flat:
-            from hangar_pipe.compat import blosc_decompress
+            from hangar_pipe.hangar.compat import blosc_decompress
 
             raw = self._get("ref", f"{commit}:ref".encode())
             if raw is None:

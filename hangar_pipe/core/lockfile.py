@@ -1,4 +1,4 @@
-"""pipeline.lock: what each stage ran with, as deterministic YAML written atomically after each stage.
+"""pipeline.lock (the lockfile): what each stage ran with, as deterministic YAML written atomically after each stage.
 
 Each stage's entry is rendered to text once, when it is set; a write joins the rendered
 entries (sorted by stage name) and renames a temp file over the lock. Nothing is re-parsed
@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hangar_pipe.core.atomic import atomic_write
+from hangar_pipe.core.kinds import tag_of
+from hangar_pipe.core.yamlfile import dump, load_data
 from hangar_pipe.errors import UserError
-from hangar_pipe.state import atomic_write
-from hangar_pipe.yamlfile import dump, load_data
 
-LOCK_FILE = "pipeline.lock"
 SCHEMA = "hpipe/1"
 _HEADER = f"# Written by hpipe; commit it with pipeline.yaml.\nschema: {SCHEMA}\nstages:\n"
 
@@ -33,7 +33,7 @@ def _shape_problem(entry: Any) -> tuple[str, str] | None:
         if not isinstance(records, list):
             return f".{section}", "expected a list"
         for i, rec in enumerate(records):
-            if not isinstance(rec, dict) or not rec or not isinstance(next(iter(rec.values())), str):
+            if tag_of(rec) is None:
                 return f".{section}[{i}]", "expected a record such as {path: ..., hash: ...}"
     params = entry.get("params", {})
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):

@@ -1,12 +1,10 @@
-"""The output cache and the run cache, under `.hpipe/cache/`.
+"""The output cache: every recorded output file, stored once under `.hpipe/cache/objects/`.
 
-- Objects: every recorded output file, stored once under `objects/<hash[:2]>/<hash[2:]>`
-  (content-addressed by xxh3-128), read-only. A folder output is stored as its files plus a
-  manifest object `<folder hash>.dir`. Objects are reflinks where the filesystem can make them
-  (btrfs, XFS: copy-on-write, no data copied) and plain copies otherwise, never hardlinks:
-  editing a workspace file in place cannot change the cache.
-- Runs: `runs.db` maps a stage's run key (its definition, dep fingerprints, Hangar column
-  fingerprints and params values) to the lock entry it produced and the run it came from.
+Objects are content-addressed by xxh3-128 (`objects/<hash[:2]>/<hash[2:]>`) and read-only. A
+folder output is stored as its files plus a manifest object `<folder hash>.dir`. Objects are
+reflinks where the filesystem can make them (btrfs, XFS: copy-on-write, no data copied) and
+plain copies otherwise, never hardlinks: editing a workspace file in place cannot change the
+cache. The store works on output records with a `hash` (and `nfiles` for folders).
 """
 
 from __future__ import annotations
@@ -14,24 +12,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
-import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import xxhash
-
-from hangar_pipe.fingerprint import folder_hash, hash_file, walk_files
-from hangar_pipe.state import atomic_write
+from hangar_pipe.core.atomic import atomic_write
+from hangar_pipe.core.fingerprint import folder_hash, hash_file, walk_files
+from hangar_pipe.core.reporter import Reporter, SilentReporter
 
 Record = dict[str, Any]
 
 
 class ObjectStore:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, reporter: Reporter | None = None) -> None:
         self.folder = folder / "objects"
+        self.reporter = reporter or SilentReporter()
 
     def path(self, digest: str) -> Path:
         return self.folder / digest[:2] / digest[2:]
@@ -80,8 +76,7 @@ class ObjectStore:
         else:
             intact = folder_hash(json.loads(path.read_bytes())) == expected
         if not intact:
-            print(f"hpipe: warning: cache object {digest} is corrupted; removed, the stage runs",
-                  file=sys.stderr)
+            self.reporter.warning(f"cache object {digest} is corrupted; removed, the stage runs")
             path.chmod(0o644)
             path.unlink()
             return None
@@ -91,6 +86,8 @@ class ObjectStore:
         """The object files that the output records need (a folder: its manifest and files)."""
         paths: set[Path] = set()
         for rec in recs:
+            if "hash" not in rec:  # not an output this store keeps
+                continue
             if "nfiles" not in rec:
                 paths.add(self.path(rec["hash"]))
                 continue
@@ -167,7 +164,7 @@ def _copy_writable(src: Path, dst: Path) -> None:
     os.chmod(dst, 0o644)
 
 
-def _place(target: Path, build: Any) -> None:
+def _place(target: Path, build: Callable[[Path], None]) -> None:
     """Build the new file or folder beside `target`, then swap it in (the old one goes last)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.hpipe-restore-{os.getpid()}"
@@ -179,77 +176,3 @@ def _place(target: Path, build: Any) -> None:
         shutil.rmtree(old)
     else:
         os.replace(tmp, target)
-
-
-def run_key(definition: Record, deps: dict[str, Record | None], params: dict[str, Record]) -> str:
-    """What determines a stage's result: definition, each dep's content fingerprint, params values.
-
-    Sizes, commits and refs are left out: the same columns at another commit give the same key.
-    """
-    def essence(rec: Record | None) -> Any:
-        if rec is None:
-            return None
-        if "columns" in rec:
-            return {c: v.get("fingerprint") for c, v in rec["columns"].items()}
-        return rec.get("hash")
-
-    material = {"definition": definition, "deps": {k: essence(v) for k, v in sorted(deps.items())},
-                "params": params}
-    return xxhash.xxh3_128_hexdigest(json.dumps(material, sort_keys=True, default=str).encode())
-
-
-class RunCache:
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "runs.db"
-
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=10)
-        db.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT, created REAL, run_id TEXT, entry TEXT)")
-        db.execute("CREATE INDEX IF NOT EXISTS runs_key ON runs (key)")
-        return db
-
-    def put(self, key: str, run_id: str, entry: Record) -> None:
-        db = self._connect()
-        try:
-            with db:
-                db.execute("DELETE FROM runs WHERE key = ? AND entry = ?", (key, json.dumps(entry)))
-                db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)",
-                           (key, time.time(), run_id, json.dumps(entry)))
-        finally:
-            db.close()
-
-    def all(self) -> list[tuple[str, str, Record]]:
-        """(key, run id, entry) of every stored result."""
-        if not self.path.exists():
-            return []
-        db = self._connect()
-        try:
-            return [(k, r, json.loads(e)) for k, r, e in db.execute("SELECT key, run_id, entry FROM runs")]
-        finally:
-            db.close()
-
-    def drop_runs_except(self, run_ids: set[str], dry_run: bool) -> int:
-        """Forget results of runs not in run_ids; how many."""
-        entries = self.all()
-        doomed = [r for _, r, _ in entries if r not in run_ids]
-        if doomed and not dry_run:
-            db = self._connect()
-            try:
-                with db:
-                    db.executemany("DELETE FROM runs WHERE run_id = ?", [(r,) for r in set(doomed)])
-            finally:
-                db.close()
-        return len(doomed)
-
-    def candidates(self, key: str) -> list[tuple[str, Record]]:
-        """(run id, lock entry) results stored under a key, newest first."""
-        if not self.path.exists():
-            return []
-        db = self._connect()
-        try:
-            rows = db.execute("SELECT run_id, entry FROM runs WHERE key = ? ORDER BY created DESC",
-                              (key,)).fetchall()
-        finally:
-            db.close()
-        return [(run_id, json.loads(entry)) for run_id, entry in rows]

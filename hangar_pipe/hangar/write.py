@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hangar_pipe import compat
+from hangar_pipe.core.atomic import atomic_write
 from hangar_pipe.errors import UserError
-from hangar_pipe.hangar_store import HangarStore
-from hangar_pipe.state import atomic_write
+from hangar_pipe.hangar import compat
+from hangar_pipe.hangar.store import HangarStore
 
 MARKER = "hpipe-writer.json"
 

@@ -1,0 +1,103 @@
+"""What `hpipe` prints: the console reporter (stage lines as a run goes), summaries and tables."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from hangar_pipe.core.decisions import describe
+from hangar_pipe.core.runner import RunResult, StageResult
+from hangar_pipe.core.spec import Stage
+
+MARKS = {"ran": "✓", "restored": "↺", "failed": "✗", "blocked": "✗", "interrupted": "✗",
+         "would run": "•", "skipped": "·", "frozen": "·", "pinned": "·"}
+
+
+def out(text: str) -> None:
+    print(text, flush=True)
+
+
+def stage_line(r: StageResult, stage: Stage | None = None) -> str:
+    """`✓ train: ran in 1.20s (changed params: …)` and the like."""
+    head = f"{MARKS.get(r.state, ' ')} {r.name}"
+    why = describe(r.reasons, stage)
+    if r.state == "ran":
+        return f"{head}: ran in {r.duration:.2f}s ({why})"
+    if r.state == "failed":
+        return f"{head}: failed after {r.duration:.2f}s: {r.error}"
+    if r.state == "restored":
+        return f"{head}: restored from run {r.restored_from} in {r.duration:.2f}s ({why})"
+    if r.state == "would run":
+        only_upstream = list(r.reasons) == ["upstream changed"]
+        return f"{head}: {'may run' if only_upstream else 'would run'} ({why})"
+    if r.state == "skipped":
+        return f"{head}: up to date, skipped"
+    if r.state == "blocked":
+        return f"{head}: not run ({why})"
+    if r.state == "pinned":
+        return f"{head}: pinned (writes Hangar data; not run with --data-commit)"
+    return f"{head}: {r.state}"
+
+
+def summary(result: RunResult, dry_run: bool) -> str:
+    if dry_run:
+        would = result.named("would run")
+        return f"Would run {len(would)} stage(s): {', '.join(would)}." if would else "Everything is up to date."
+    if result.interrupted:
+        return f"Interrupted after {result.seconds:.2f}s; pipeline.lock holds every stage that finished."
+    ran, failed = result.named("ran", "restored"), result.named("failed")
+    if not ran and not failed and not result.named("blocked"):
+        return "Everything is up to date."
+    counts = result.counts()
+    listed = [f"{counts[s]} {s}" for s in
+              ("ran", "restored", "skipped", "failed", "blocked", "frozen", "pinned") if s in counts]
+    tail = f"; stage '{failed[0]}' failed" if failed else ""
+    return f"{', '.join(listed)} in {result.seconds:.2f}s{tail}."
+
+
+class ConsoleReporter:
+    """Stage lines on stdout as the run goes, warnings on stderr."""
+
+    stage_output: int | None = None
+
+    def __init__(self, stages: dict[str, Stage]) -> None:
+        self.stages = stages
+
+    def run_started(self, run_id: str, stages: list[str]) -> None:
+        pass
+
+    def stage_started(self, name: str, reasons: dict[str, Any]) -> None:
+        out(f"→ {name}: running ({describe(reasons, self.stages.get(name))})")
+
+    def stage_done(self, result: StageResult) -> None:
+        out(stage_line(result, self.stages.get(result.name)))
+
+    def recovered(self, pid: int) -> None:
+        out(f"note: taking over from an interrupted run (process {pid})")
+
+    def warning(self, message: str) -> None:
+        print(f"hpipe: warning: {message}", file=sys.stderr, flush=True)
+
+    def progress(self, name: str, what: str, done: int, total: int | None) -> None:
+        pass  # stage commands draw their own progress bars
+
+    def run_done(self, result: RunResult) -> None:
+        pass
+
+
+def print_table(title: str, headers: list[str], rows: list[list[str]], md: bool) -> None:
+    from hangar_pipe.reports import markdown
+
+    if md:
+        out(markdown(headers, rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for h in headers:
+        table.add_column(h, justify="right" if h in ("value", "old", "new", "change") else "left",
+                         no_wrap=h in ("run", "file", "metric", "param"))
+    for r in rows:
+        table.add_row(*r)
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160).print(table)

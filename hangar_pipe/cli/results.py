@@ -1,0 +1,116 @@
+"""`hpipe metrics`, `params`, `runs`, `plots` and `gc`: what the runs produced, and cleaning up after them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hangar_pipe import reports
+from hangar_pipe.cli.app import app
+from hangar_pipe.cli.console import out, print_table
+from hangar_pipe.pipeline import Pipeline
+
+metrics_app = typer.Typer(help="Metrics the stages write (their `metrics:` files).", no_args_is_help=True)
+params_app = typer.Typer(help="Params the stages read.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
+app.add_typer(params_app, name="params")
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Markdown = Annotated[bool, typer.Option("--md", help="Print a Markdown table.")]
+Precision = Annotated[int, typer.Option("--precision", help="Significant digits.")]
+OldSide = Annotated[str | None, typer.Argument(
+    help="Old side: lock (default), workspace, a run id, data:<commit>, or a git revision of pipeline.lock.")]
+NewSide = Annotated[str | None, typer.Argument(help="New side (default: workspace).")]
+ShowAll = Annotated[bool, typer.Option("--all", help="Also unchanged values.")]
+
+
+@metrics_app.command("show")
+def metrics_show(
+    as_json: Json = False, md: Markdown = False,
+    runs: Annotated[bool, typer.Option("--runs", help="Metrics of every recorded run, newest first.")] = False,
+    n: Annotated[int, typer.Option("-n", help="With --runs: how many runs.")] = 20,
+    precision: Precision = 5,
+) -> None:
+    """Every stage's metrics, nested keys flattened to dotted names (or across runs, with --runs)."""
+    pipeline = Pipeline.load()
+    if runs:
+        records = pipeline.runs(n)
+        if as_json:
+            out(json.dumps([{"id": r.id, "data_commit": r.data_commit, "metrics": r.metrics}
+                            for r in records], indent=2))
+            return
+        print_table("Metrics across runs", *reports.metrics_across_runs(records, precision), md)
+        return
+    table = pipeline.metrics()
+    if as_json:
+        out(json.dumps(table, indent=2))
+        return
+    rows = [[f, k, reports.fmt(v, precision)] for f, values in table.items() for k, v in values.items()]
+    print_table("Metrics", ["file", "metric", "value"], rows, md)
+
+
+@app.command()
+def runs(as_json: Json = False, n: Annotated[int, typer.Option("-n", help="How many runs.")] = 20,
+         md: Markdown = False) -> None:
+    """The recorded runs, newest first: when, on which data commit, what ran, key metrics."""
+    records = Pipeline.load().runs(n)
+    if as_json:
+        out(json.dumps([r.to_dict() for r in records], indent=2, default=str))
+        return
+    print_table("Runs", *reports.runs_table(records), md)
+
+
+def _diff(kind: str, a: str | None, b: str | None, as_json: bool, md: bool, show_all: bool,
+          precision: int) -> None:
+    pipeline = Pipeline.load()
+    at = reports.metrics_at if kind == "metrics" else reports.params_at
+    old_source, new_source = (a or "lock"), (b or "workspace")
+    rows = reports.diff(at(pipeline, old_source), at(pipeline, new_source), everything=show_all)
+    if as_json:
+        out(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        out(f"No {kind} changed between {old_source} and {new_source}.")
+        return
+    body = [[r.file, r.name, reports.fmt(r.old, precision), reports.fmt(r.new, precision),
+             reports.fmt(r.change, precision)] for r in rows]
+    print_table(f"{kind.capitalize()}: {old_source} -> {new_source}",
+                ["file", kind[:-1] if kind == "params" else "metric", "old", "new", "change"], body, md)
+
+
+@metrics_app.command("diff")
+def metrics_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md: Markdown = False,
+                 show_all: ShowAll = False, precision: Precision = 5) -> None:
+    """How metrics moved: the values recorded in pipeline.lock vs the files now, by default."""
+    _diff("metrics", a, b, as_json, md, show_all, precision)
+
+
+@params_app.command("diff")
+def params_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md: Markdown = False,
+                show_all: ShowAll = False, precision: Precision = 5) -> None:
+    """How params moved: the values recorded in pipeline.lock vs params files now, by default."""
+    _diff("params", a, b, as_json, md, show_all, precision)
+
+
+@app.command()
+def gc(
+    keep_runs: Annotated[int | None, typer.Option("--keep-runs", min=0, help="Keep the run-cache results of the newest N runs only.")] = None,
+    dry_run: Annotated[bool, typer.Option("-n", "--dry-run", help="Say what would be removed; remove nothing.")] = False,
+) -> None:
+    """Remove cache objects and run-cache entries that no kept run, lock entry or workspace needs."""
+    freed = Pipeline.load().gc(keep_runs, dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    out(f"{verb} {freed['objects']} cache objects ({freed['bytes'] / 1e6:.1f} MB) and"
+        f" {freed['run_cache_entries']} run-cache entries.")
+
+
+@app.command()
+def plots(
+    output: Annotated[Path, typer.Option("-o", "--out", help="Folder for the PNGs and index.html.")] = Path("hpipe_plots"),
+) -> None:
+    """Render every `plots:` file to a PNG, plus an index.html showing them all."""
+    for path in Pipeline.load().plots(output):
+        out(f"wrote {path}")

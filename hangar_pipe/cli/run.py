@@ -1,0 +1,106 @@
+"""`hpipe repro`, `status`, `dag` and `init`: bring the pipeline up to date, say what would run, draw it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hangar_pipe.cli.app import app
+from hangar_pipe.cli.console import ConsoleReporter, out, stage_line, summary
+from hangar_pipe.core.context import ReproOptions
+from hangar_pipe.core.reporter import JsonLinesReporter, Reporter
+from hangar_pipe.core.runner import RunResult
+from hangar_pipe.pipeline import Pipeline
+
+Stages = Annotated[list[str] | None, typer.Argument(help="Stages to bring up to date (default: all).")]
+DataCommit = Annotated[str | None, typer.Option(
+    "--data-commit", metavar="REF",
+    help="Read data.repo at this branch or commit; hold back stages that write Hangar data.")]
+
+
+@app.command()
+def repro(
+    stages: Stages = None,
+    force: Annotated[bool, typer.Option("-f", "--force", help="Run the selected stages even if unchanged.")] = False,
+    single_item: Annotated[bool, typer.Option("-s", "--single-item", help="Only the named stages, no upstream.")] = False,
+    downstream: Annotated[bool, typer.Option("--downstream", help="The named stages and everything after them.")] = False,
+    dry_run: Annotated[bool, typer.Option("-n", "--dry-run", help="Print what would run and why; run nothing.")] = False,
+    keep_going: Annotated[bool, typer.Option("-k", "--keep-going", help="After a failure, go on with stages that do not depend on it.")] = False,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Run up to N independent stages at once.")] = 1,
+    data_commit: DataCommit = None,
+    no_run_cache: Annotated[bool, typer.Option("--no-run-cache", help="Run stages even when the run cache could restore them.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Rerun every selected stage and compare its metrics with those recorded for the same inputs; exit 1 on a difference.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Stream events as JSON lines on stdout (stage commands' output goes to stderr).")] = False,
+) -> None:
+    """Run every stage whose inputs changed, and record what ran in pipeline.lock."""
+    pipeline = Pipeline.load()
+    options = ReproOptions(force=force, single=single_item, downstream=downstream, dry_run=dry_run,
+                           keep_going=keep_going, jobs=jobs, data_commit=data_commit,
+                           run_cache=not no_run_cache, verify=verify)
+    reporter: Reporter = JsonLinesReporter() if as_json else ConsoleReporter(pipeline.stages)
+    result = pipeline.repro(stages or None, options, reporter)
+    if not as_json:
+        out(summary(result, dry_run))
+        if verify:
+            _print_verify(result)
+    if result.interrupted:
+        raise typer.Exit(130)
+    if not result.ok or (verify and _not_reproduced(result)):
+        raise typer.Exit(1)
+
+
+def _not_reproduced(result: RunResult) -> list[str]:
+    return [r.name for r in result.stages if isinstance(r.verify, dict)]
+
+
+def _print_verify(result: RunResult) -> None:
+    for r in result.stages:
+        if isinstance(r.verify, dict):
+            changes = ", ".join(f"{k} {v['old']} -> {v['new']}" for k, v in r.verify.items())
+            out(f"verify {r.name}: NOT reproduced: {changes}")
+        elif r.verify is not None:
+            out(f"verify {r.name}: {r.verify}")
+
+
+@app.command()
+def status(
+    stages: Stages = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reasons as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing; exit 1 if anything would run.")] = False,
+    data_commit: DataCommit = None,
+) -> None:
+    """Say which stages would run and why."""
+    pipeline = Pipeline.load()
+    result = pipeline.status(stages or None, data_commit=data_commit)
+    changed = {r.name: r.reasons for r in result.stages if r.state == "would run"}
+    if quiet:
+        raise typer.Exit(1 if changed else 0)
+    if as_json:
+        out(json.dumps(changed, indent=2, default=str))
+        return
+    for r in result.stages:
+        if r.state == "would run":
+            out(stage_line(r, pipeline.stages[r.name]))
+    if not changed:
+        out("Everything is up to date.")
+
+
+@app.command()
+def dag(
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="Mermaid flowchart.")] = False,
+    dot: Annotated[bool, typer.Option("--dot", help="Graphviz dot.")] = False,
+) -> None:
+    """Draw the stage graph (ASCII by default)."""
+    out(Pipeline.load().dag("mermaid" if mermaid else "dot" if dot else "ascii"))
+
+
+@app.command()
+def init() -> None:
+    """Write a starter pipeline.yaml and params.yaml here and ignore .hpipe/ in git. Never overwrites."""
+    from hangar_pipe.cli.scaffold import init_project
+
+    for message in init_project(Path.cwd()):
+        out(message)

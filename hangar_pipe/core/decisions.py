@@ -1,0 +1,130 @@
+"""Why a stage would run, as plain data: pure functions over a stage, its lock entry and its measurements.
+
+`stage_reasons` compares what a stage is now (its definition and measured inputs and outputs)
+with its lock entry and returns every reason that holds, e.g.
+`{"changed params": {"params.yaml": {"train.lr": "modified"}}}`. An empty dict means up to
+date. `hpipe status`, `--json`, `--dry-run` and the decision to run all read it.
+
+Words used per item: new (not in the lock), removed (in the lock, no longer declared),
+deleted (declared and recorded, now missing), modified (content or value differs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hangar_pipe.core.context import Workspace
+from hangar_pipe.core.kinds import Kind, Record, describe_change, record_key
+from hangar_pipe.core.params import compare_values
+from hangar_pipe.core.spec import Stage
+
+DEFINITION_FIELDS = ("cmd", "uses", "with", "wdir")
+Reasons = dict[str, Any]
+
+
+@dataclass
+class Measured:
+    """A stage's inputs as they are now: dep records by key (None if missing), params by file."""
+
+    deps: dict[str, Record | None] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def measure_deps(stage: Stage, ws: Workspace) -> Measured:
+    return Measured({d.key: d.measure(ws) for d in stage.deps},
+                    {p.file: p.measure(ws) for p in stage.params})
+
+
+def measure_outs(stage: Stage, ws: Workspace) -> dict[str, Record | None]:
+    return {o.key: o.measure(ws) for o in stage.outs}
+
+
+def compare_records(items: Sequence[Kind], locked: list[Record],
+                    current: dict[str, Record | None], ws: Workspace) -> dict[str, Any]:
+    """Per item key: new, deleted, removed, or the kind's own account of the change."""
+    old_by_key = {record_key(r): r for r in locked}
+    out: dict[str, Any] = {}
+    for item in items:
+        old, new = old_by_key.get(item.key), current.get(item.key)
+        if old is None:
+            out[item.key] = "new"
+        elif new is None:
+            out[item.key] = "deleted"
+        elif change := item.changes(old, new, ws):
+            out[item.key] = change
+    for key in old_by_key.keys() - current.keys():
+        out[key] = "removed"
+    return out
+
+
+def definition_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    changed: dict[str, Any] = {}
+    for f in DEFINITION_FIELDS:
+        a, b = old.get(f), new.get(f)
+        if a != b:
+            changed[f] = compare_values(a, b) if isinstance(a, dict) and isinstance(b, dict) else "modified"
+    return changed
+
+
+def params_changes(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    changed: dict[str, Any] = {}
+    for file in sorted(old.keys() | new.keys()):
+        if per_key := compare_values(old.get(file) or {}, new.get(file) or {}):
+            changed[file] = per_key
+    return changed
+
+
+def stage_reasons(stage: Stage, entry: dict[str, Any] | None, deps: Measured,
+                  outs: dict[str, Record | None], ws: Workspace, *, forced: bool = False) -> Reasons:
+    """Every reason the stage would run for; {} when it is up to date."""
+    reasons: Reasons = {}
+    if forced:
+        reasons["forced"] = True
+    if stage.always_changed:
+        reasons["always changed"] = True
+    if entry is None:
+        reasons["no lock entry"] = True
+        return reasons
+    if changed := definition_changes(entry, stage.definition()):
+        reasons["changed definition"] = changed
+    if changed := compare_records(stage.deps, entry.get("deps") or [], deps.deps, ws):
+        reasons["changed deps"] = changed
+    if changed := params_changes(entry.get("params") or {}, deps.params):
+        reasons["changed params"] = changed
+    if changed := compare_records(stage.outs, entry.get("outs") or [], outs, ws):
+        reasons["changed outs"] = changed
+    return reasons
+
+
+def lock_entry(stage: Stage, deps: Measured, outs: dict[str, Record | None]) -> dict[str, Any]:
+    """The lock entry of a stage that just ran: definition, dep records, param values, out records."""
+    entry = stage.definition()
+    if recs := [deps.deps[k] for k in sorted(deps.deps) if deps.deps[k] is not None]:
+        entry["deps"] = recs
+    if deps.params:
+        entry["params"] = {f: deps.params[f] for f in sorted(deps.params)}
+    if recs := [outs[k] for k in sorted(outs) if outs[k] is not None]:
+        entry["outs"] = recs
+    return entry
+
+
+def describe(reasons: Reasons, stage: Stage | None = None) -> str:
+    """One line of text for a reasons dict; the stage's kinds word their own changes."""
+    items: dict[str, dict[str, Kind]] = {}
+    if stage is not None:
+        items = {"changed deps": {d.key: d for d in stage.deps},
+                 "changed outs": {o.key: o for o in stage.outs}}
+    parts: list[str] = []
+    for reason, detail in reasons.items():
+        if detail is True:
+            parts.append(reason)
+        elif isinstance(detail, list):
+            parts.append(f"{reason}: {', '.join(detail)}")
+        else:
+            known = items.get(reason, {})
+            words = [known[k].describe(v) if k in known else describe_change(k, v)
+                     for k, v in detail.items()]
+            parts.append(f"{reason}: {', '.join(words)}")
+    return "; ".join(parts)

@@ -1,0 +1,89 @@
+"""The core's kinds: files and folders of the project (deps and outs), and the code of `uses:` stages."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hangar_pipe.core.context import Workspace
+from hangar_pipe.core.fingerprint import fingerprint_path
+from hangar_pipe.core.kinds import Kind, Record
+from hangar_pipe.core.params import read_metrics
+
+
+@dataclass(frozen=True)
+class PathDep(Kind):
+    """A file or folder in the project, by content hash."""
+
+    path: str  # project-relative, posix
+    tag: ClassVar[str] = "path"
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+    @classmethod
+    def key_of(cls, rec: Record) -> str:
+        return str(rec["path"])
+
+    @property
+    def edges(self) -> tuple[str, ...]:
+        return (self.path,)
+
+    @property
+    def path_edges(self) -> tuple[str, ...]:
+        return (self.path,)
+
+    def measure(self, ws: Workspace) -> Record | None:
+        fp = fingerprint_path(os.path.join(ws.root, self.path), ws.stat_cache)
+        return None if fp is None else {"path": self.path, **fp.record()}
+
+    def identity(self, rec: Record) -> Any:
+        return rec.get("hash")
+
+    def missing(self, ws: Workspace, produced: bool) -> str | None:
+        if produced or (ws.root / self.path).exists():
+            return None
+        return f"dependency '{self.path}' does not exist and no stage produces it"
+
+    def file(self, ws: Workspace) -> Path:
+        return ws.root / self.path
+
+
+@dataclass(frozen=True)
+class PathOut(PathDep):
+    """A file or folder a stage writes; `role` marks metrics and plots files."""
+
+    role: str = "out"  # out | metric | plot
+    cache: bool = True
+
+    @property
+    def cached(self) -> bool:
+        return self.cache
+
+    def lock_record(self, rec: Record, ws: Workspace) -> Record:
+        if self.role == "metric":  # metric values go in the lock, for `hpipe metrics diff`
+            return {**rec, "metrics": read_metrics(self.file(ws))}
+        return rec
+
+
+@dataclass(frozen=True)
+class CodeDep(Kind):
+    """The source file of a `uses:` callable's module, so editing the code reruns the stage."""
+
+    module: str
+    source: str  # absolute; not recorded, so the lock stays portable
+    tag: ClassVar[str] = "code"
+
+    @property
+    def key(self) -> str:
+        return f"code:{self.module}"
+
+    def measure(self, ws: Workspace) -> Record | None:
+        fp = fingerprint_path(self.source, ws.stat_cache)
+        return None if fp is None else {"code": self.module, **fp.record()}
+
+    def identity(self, rec: Record) -> Any:
+        return rec.get("hash")

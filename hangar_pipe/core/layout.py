@@ -1,0 +1,44 @@
+"""Where hpipe keeps things in a project: the files beside pipeline.yaml and everything under `.hpipe/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PIPELINE_FILE = "pipeline.yaml"
+PARAMS_FILE = "params.yaml"  # the default params file, beside pipeline.yaml
+LOCK_FILE = "pipeline.lock"  # what each stage ran with; committed with pipeline.yaml
+STATE_DIR = ".hpipe"  # local state, never committed
+
+
+def state_dir(root: Path) -> Path:
+    return root / STATE_DIR
+
+
+def stat_cache_db(root: Path) -> Path:
+    """(inode, mtime, size) -> content hash of every file hashed."""
+    return root / STATE_DIR / "state.db"
+
+
+def repro_mutex(root: Path) -> Path:
+    """Held (flock) by the one `hpipe repro` running; holds its pid."""
+    return root / STATE_DIR / "repro.lock"
+
+
+def cache_dir(root: Path) -> Path:
+    """The output cache (`objects/`) and the run cache database."""
+    return root / STATE_DIR / "cache"
+
+
+def run_cache_db(root: Path) -> Path:
+    """Run key -> the lock entry a stage's run produced."""
+    return cache_dir(root) / "run-cache.db"
+
+
+def history_db(root: Path) -> Path:
+    """One record per `hpipe repro`: what ran, on which data, with which params and metrics."""
+    return root / STATE_DIR / "runs.db"
+
+
+def columns_cache(root: Path) -> Path:
+    """Hangar columns read in bulk, as .npy files keyed by column fingerprint."""
+    return root / STATE_DIR / "columns"

@@ -1,0 +1,92 @@
+"""One `repro` (or status) call on a run context: plan, check the inputs, run, record the run.
+
+`plan` is a pure function of the graph, the spec and the options (what to consider, what to
+hold back); `preflight` fails before anything runs on inputs that cannot be read; `repro` runs
+the plan under the project's repro mutex and appends the run to the history.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hangar_pipe.core.context import RunContext
+from hangar_pipe.core.graph import Graph
+from hangar_pipe.core.history import RunRecord, current_metrics, current_params
+from hangar_pipe.core.layout import repro_mutex
+from hangar_pipe.core.mutex import ReproMutex
+from hangar_pipe.core.runner import RunResult, Runner, State
+from hangar_pipe.core.spec import PipelineSpec
+from hangar_pipe.core.stage_ops import StageOps
+from hangar_pipe.errors import UserError
+
+
+def plan(graph: Graph, spec: PipelineSpec, targets: list[str] | None, *, single: bool = False,
+         downstream: bool = False, pinned: bool = False) -> tuple[list[str], dict[str, State]]:
+    """The stages to consider in order, and those held back: frozen ones, and with a pinned data
+    commit the ones that write data."""
+    order = graph.select(targets, single=single, downstream=downstream)
+    held: dict[str, State] = {}
+    for name in order:
+        stage = spec.stages[name]
+        if stage.frozen:
+            held[name] = "frozen"
+        elif pinned and any(o.writes is not None for o in stage.outs):
+            held[name] = "pinned"
+    return order, held
+
+
+def preflight(ctx: RunContext, order: list[str]) -> None:
+    """Fail before anything runs on a missing wdir, a dep that cannot be read and that no stage
+    produces, or bad params."""
+    spec, graph, ws = ctx.spec, ctx.graph, ctx.workspace
+    produced = set(graph.producers)
+    for name in order:
+        stage = spec.stages[name]
+        if not (ctx.root / stage.wdir).is_dir() and not graph.producers_of_path(stage.wdir):
+            raise spec.doc.error(("stages", name, "wdir"), f"folder '{stage.wdir}' does not exist")
+        for i, dep in enumerate(stage.deps):
+            if reason := dep.missing(ws, produced=bool(graph.producers_of(dep))):
+                raise spec.doc.error(("stages", name, "deps", i), reason)
+        for params in stage.params:
+            if params.file not in produced:
+                params.measure(ws)
+
+
+def repro(ctx: RunContext, targets: list[str] | None = None) -> RunResult:
+    """Bring the targets (all by default) up to date, as the options say; a dry run decides only."""
+    t0 = time.monotonic()
+    options = ctx.options
+    order, held = plan(ctx.graph, ctx.spec, targets, single=options.single,
+                       downstream=options.downstream, pinned=options.data_commit is not None)
+    if options.data_commit is not None:
+        ctx.data.pin(options.data_commit)
+    preflight(ctx, order)
+    runner = Runner(order, ctx.graph.upstream, StageOps(ctx), ctx.reporter, held=held,
+                    dry_run=options.dry_run, keep_going=options.keep_going, jobs=options.jobs)
+    if options.dry_run:
+        return runner.run()
+    with ReproMutex(repro_mutex(ctx.root)) as mutex:
+        if mutex.stale_pid:
+            ctx.reporter.recovered(mutex.stale_pid)
+        ctx.lock.keep_only(set(ctx.spec.stages))
+        ctx.reporter.run_started(ctx.run_id, order)
+        result = runner.run()
+        record_run(ctx, result)
+    result.seconds = time.monotonic() - t0
+    ctx.reporter.run_done(result)
+    return result
+
+
+def record_run(ctx: RunContext, result: RunResult) -> None:
+    """Append this run to the history: stages, data commits, params and metrics at the end."""
+    stages = ctx.spec.stages.values()
+    try:
+        params = current_params(stages, ctx.workspace)
+    except UserError:
+        params = {}
+    status = 130 if result.interrupted else (0 if result.ok else 1)
+    ctx.history.append(RunRecord(
+        id=ctx.run_id, started=ctx.started, ended=time.time(), status=status,
+        data=ctx.data.commits(), data_commit=ctx.data.main_commit(),
+        stages=[r.to_dict() for r in result.stages], params=params,
+        metrics=current_metrics(stages, ctx.workspace)))

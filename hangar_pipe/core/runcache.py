@@ -1,0 +1,92 @@
+"""The run cache: a stage's run key -> the lock entry its run produced, in `.hpipe/cache/run-cache.db`.
+
+The run key is what determines a stage's result: its definition, each dep's identity (a
+kind says what of its record counts: a file's hash, a Hangar column's fingerprint) and its
+params values. Sizes, commits and refs are left out, so the same columns at another commit
+give the same key. A stage whose key ran before is restored from the output cache.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from hangar_pipe.core.decisions import Measured
+from hangar_pipe.core.spec import Stage
+
+Record = dict[str, Any]
+
+
+def run_key(stage: Stage, measured: Measured) -> str:
+    items = {d.key: d for d in stage.deps}
+    deps = {k: None if rec is None else items[k].identity(rec) for k, rec in sorted(measured.deps.items())}
+    material = {"definition": stage.definition(), "deps": deps, "params": measured.params}
+    return xxhash.xxh3_128_hexdigest(json.dumps(material, sort_keys=True, default=str).encode())
+
+
+class RunCache:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        legacy = path.with_name("runs.db")  # its earlier name, beside the objects
+        if legacy.exists() and not path.exists():
+            try:
+                legacy.rename(path)
+            except FileNotFoundError:  # another hpipe renamed it first
+                pass
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=10)
+        db.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT, created REAL, run_id TEXT, entry TEXT)")
+        db.execute("CREATE INDEX IF NOT EXISTS runs_key ON runs (key)")
+        return db
+
+    def put(self, key: str, run_id: str, entry: Record) -> None:
+        db = self._connect()
+        try:
+            with db:
+                db.execute("DELETE FROM runs WHERE key = ? AND entry = ?", (key, json.dumps(entry)))
+                db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)",
+                           (key, time.time(), run_id, json.dumps(entry)))
+        finally:
+            db.close()
+
+    def all(self) -> list[tuple[str, str, Record]]:
+        """(key, run id, entry) of every stored result."""
+        if not self.path.exists():
+            return []
+        db = self._connect()
+        try:
+            return [(k, r, json.loads(e)) for k, r, e in db.execute("SELECT key, run_id, entry FROM runs")]
+        finally:
+            db.close()
+
+    def drop_runs_except(self, run_ids: set[str], dry_run: bool) -> int:
+        """Forget results of runs not in run_ids; how many."""
+        entries = self.all()
+        doomed = [r for _, r, _ in entries if r not in run_ids]
+        if doomed and not dry_run:
+            db = self._connect()
+            try:
+                with db:
+                    db.executemany("DELETE FROM runs WHERE run_id = ?", [(r,) for r in set(doomed)])
+            finally:
+                db.close()
+        return len(doomed)
+
+    def candidates(self, key: str) -> list[tuple[str, Record]]:
+        """(run id, lock entry) results stored under a key, newest first."""
+        if not self.path.exists():
+            return []
+        db = self._connect()
+        try:
+            rows = db.execute("SELECT run_id, entry FROM runs WHERE key = ? ORDER BY created DESC",
+                              (key,)).fetchall()
+        finally:
+            db.close()
+        return [(run_id, json.loads(entry)) for run_id, entry in rows]

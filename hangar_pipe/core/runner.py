@@ -1,0 +1,240 @@
+"""The runner: walk the stages in graph order, check each one when its upstream is done, run what changed.
+
+It knows nothing about files, params or Hangar: a `StageOps` checks a stage (its reasons, as
+data), restores, executes and records it. Independent stages run in parallel with `jobs > 1`;
+a failure stops new stages (or, with keep_going, only their dependents); Ctrl-C or SIGTERM
+stops the running commands and records nothing half-done.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+from hangar_pipe.core.reporter import Reporter
+from hangar_pipe.errors import UserError
+
+State = Literal["ran", "restored", "skipped", "would run", "failed", "blocked", "frozen", "pinned",
+                "interrupted"]
+
+
+@dataclass
+class StageResult:
+    name: str
+    state: State
+    reasons: dict[str, Any] = field(default_factory=dict)
+    duration: float | None = None
+    error: str | None = None
+    restored_from: str | None = None  # the run whose outputs were restored
+    verify: Any = None  # with --verify: "reproduced exactly", {metric: {old, new}}, or why not compared
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+
+
+@dataclass
+class RunResult:
+    stages: list[StageResult] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def __getitem__(self, name: str) -> StageResult:
+        return next(r for r in self.stages if r.name == name)
+
+    def named(self, *states: State) -> list[str]:
+        return [r.name for r in self.stages if r.state in states]
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.stages:
+            counts[r.state] = counts.get(r.state, 0) + 1
+        return counts
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and not self.named("failed", "blocked")
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.named("ran", "restored", "would run", "failed"))
+
+
+class StageOps(Protocol):
+    def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]: ...
+
+    def restore(self, name: str) -> str | None: ...  # the run restored from, or None: run it
+
+    def execute(self, name: str, procs: Processes) -> int: ...
+
+    def record(self, name: str) -> Any: ...  # the verify outcome; raise StageError if outputs are wrong
+
+
+class StageError(Exception):
+    """A stage ran but cannot be recorded (e.g. an output is missing)."""
+
+
+class Processes:
+    """The commands running now, each in its own process group so it can be stopped whole."""
+
+    def __init__(self, stdout: int | None = None) -> None:
+        self.stdout = stdout
+        self._guard = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self.stopping = False
+
+    def run(self, args: str | list[str], *, shell: bool, cwd: str, env: dict[str, str]) -> int:
+        with self._guard:
+            if self.stopping:
+                return -signal.SIGTERM
+            proc = subprocess.Popen(args, shell=shell, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=self.stdout, start_new_session=True)
+            self._running.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            with self._guard:
+                self._running.discard(proc)
+
+    def stop_all(self, grace: float = 5.0) -> None:
+        with self._guard:
+            self.stopping = True
+            procs = list(self._running)
+        for proc in procs:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+class Runner:
+    """Checks and runs `order` (a topologically sorted selection) and reports every stage.
+
+    Threads: `run`, `_start`, `_collect` and every `ops` call but `execute` run on the calling
+    (main) thread, which alone touches the results, the lock and the reporter. `ops.execute`
+    runs on a pool thread (one per job) and only waits for the stage's commands. `held` names
+    stages that must not run, with the state to report (frozen, pinned).
+    """
+
+    def __init__(self, order: list[str], upstream: dict[str, set[str]], ops: StageOps,
+                 reporter: Reporter, *, held: dict[str, State] | None = None, dry_run: bool = False,
+                 keep_going: bool = False, jobs: int = 1) -> None:
+        self.order, self.ops, self.reporter = order, ops, reporter
+        self.held = held or {}
+        self.dry_run, self.keep_going, self.jobs = dry_run, keep_going, max(1, jobs)
+        selected = set(order)
+        self.upstream = {n: upstream[n] & selected for n in order}
+        self.position = {name: i for i, name in enumerate(order)}
+        self.results: dict[str, StageResult] = {}
+        self.running: dict[Future[int], tuple[str, dict[str, Any], float]] = {}
+        self.procs = Processes(reporter.stage_output)
+        self.stop = False  # set by a failure without keep_going: start nothing new
+        self.sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(self.upstream)
+
+    def run(self) -> RunResult:
+        t0 = time.monotonic()
+        self.sorter.prepare()
+        in_main = threading.current_thread() is threading.main_thread()
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+        pool = ThreadPoolExecutor(max_workers=self.jobs)
+        interrupted = False
+        try:
+            self._loop(pool)
+        except KeyboardInterrupt:
+            self._interrupt()
+            interrupted = True
+        finally:
+            pool.shutdown(wait=True)
+            if in_main:
+                signal.signal(signal.SIGTERM, old_term)
+        return RunResult([self.results[n] for n in self.order if n in self.results], interrupted,
+                         time.monotonic() - t0)
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        queue: list[str] = []  # ready stages waiting for a free job slot
+        while self.sorter.is_active() and not (self.stop and not self.running):
+            if not self.stop:
+                queue.extend(sorted(self.sorter.get_ready(), key=self.position.__getitem__))
+                while queue and len(self.running) < self.jobs:
+                    self._start(queue.pop(0), pool)
+            if self.running:
+                done, _ = wait(list(self.running), timeout=0.2, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: self.position[self.running[f][0]]):
+                    self._collect(fut)
+
+    def _finish(self, result: StageResult) -> None:
+        self.results[result.name] = result
+        self.sorter.done(result.name)
+        self.reporter.stage_done(result)
+
+    def _upstream_in(self, name: str, *states: str) -> list[str]:
+        return sorted(u for u in self.upstream[name] if self.results[u].state in states)
+
+    def _start(self, name: str, pool: ThreadPoolExecutor) -> None:
+        """Decide a ready stage: blocked, held, up to date, restored, or submitted to run."""
+        if failed_up := self._upstream_in(name, "failed", "blocked"):
+            return self._finish(StageResult(name, "blocked", {"upstream failed": failed_up}))
+        if name in self.held:
+            return self._finish(StageResult(name, self.held[name]))
+        try:
+            reasons = self.ops.check(name, self._upstream_in(name, "would run"))
+        except UserError as exc:  # e.g. a params key an upstream stage just removed
+            if self.dry_run:
+                raise
+            self.stop = self.stop or not self.keep_going
+            return self._finish(StageResult(name, "failed", {}, 0.0, str(exc)))
+        if not reasons:
+            return self._finish(StageResult(name, "skipped"))
+        if self.dry_run:
+            return self._finish(StageResult(name, "would run", reasons))
+        t0 = time.monotonic()
+        if source := self.ops.restore(name):
+            return self._finish(StageResult(name, "restored", reasons, time.monotonic() - t0,
+                                            restored_from=source))
+        self.reporter.stage_started(name, reasons)
+        self.running[pool.submit(self.ops.execute, name, self.procs)] = (name, reasons, time.monotonic())
+
+    def _collect(self, fut: Future[int]) -> None:
+        """Record a stage whose commands finished (or fail it)."""
+        name, reasons, t0 = self.running.pop(fut)
+        try:
+            code = fut.result()
+            if code != 0:
+                raise StageError(f"command exited with code {code}" if code > 0
+                                 else f"command killed by signal {-code}")
+            verified = self.ops.record(name)
+        except Exception as exc:  # noqa: BLE001 - any error fails this stage; the lock stays consistent
+            self.stop = self.stop or not self.keep_going
+            message = str(exc) if isinstance(exc, (StageError, OSError, UserError)) else (
+                f"{type(exc).__name__}: {exc}")
+            return self._finish(StageResult(name, "failed", reasons, time.monotonic() - t0, message))
+        self._finish(StageResult(name, "ran", reasons, time.monotonic() - t0, verify=verified))
+
+    def _interrupt(self) -> None:
+        """Ctrl-C or SIGTERM: stop the commands, report what was running as interrupted."""
+        self.procs.stop_all()
+        for fut, (name, reasons, t0) in list(self.running.items()):
+            fut.exception()  # wait for the stopped command
+            self.results[name] = StageResult(name, "interrupted", reasons, time.monotonic() - t0)
+            self.reporter.stage_done(self.results[name])
+        self.running.clear()

@@ -1,0 +1,145 @@
+"""How one run checks, restores, executes and records its stages: the runner's `StageOps`, on a `RunContext`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from hangar_pipe.core.context import RunContext
+from hangar_pipe.core.decisions import Measured, lock_entry, measure_deps, measure_outs, stage_reasons
+from hangar_pipe.core.kinds import Record, record_key
+from hangar_pipe.core.runcache import run_key
+from hangar_pipe.core.runner import Processes, StageError
+from hangar_pipe.core.spec import Stage
+
+CALL_MODULE = "hangar_pipe.core.call"  # runs a `uses:` callable in its own process
+
+
+def shell_commands(cmd: str | list[str]) -> list[str]:
+    """A stage's commands: a list as given; a multi-line string one command per line (`\\` continues)."""
+    if isinstance(cmd, list):
+        return cmd
+    commands, current = [], ""
+    for line in cmd.strip().splitlines():
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        if (current + line).strip():
+            commands.append(current + line)
+        current = ""
+    if current.strip():
+        commands.append(current)
+    return commands
+
+
+def cacheable(stage: Stage) -> bool:
+    """Restorable from the run cache: deps to key on, and only outputs the object cache keeps."""
+    return (bool(stage.deps or stage.params) and not stage.always_changed and bool(stage.outs)
+            and all(o.cached for o in stage.outs))
+
+
+class StageOps:
+    """Everything stage-specific the runner does, on one run's context. Main thread, but `execute`."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        options = ctx.options
+        self.force = options.force or options.verify
+        self.use_run_cache = options.run_cache and not options.dry_run and not self.force
+        self.measured: dict[str, Measured] = {}
+
+    def stage(self, name: str) -> Stage:
+        return self.ctx.spec.stages[name]
+
+    def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]:
+        stage, ws = self.stage(name), self.ctx.workspace
+        deps = self.measured[name] = measure_deps(stage, ws)
+        reasons = stage_reasons(stage, self.ctx.lock.get(name), deps, measure_outs(stage, ws), ws,
+                                forced=self.force)
+        if upstream_would_run:
+            reasons["upstream changed"] = upstream_would_run
+        return reasons
+
+    def restore(self, name: str) -> str | None:
+        """Put back the outputs of an earlier run with the same inputs; that run's id, or None."""
+        stage, measured = self.stage(name), self.measured[name]
+        if not self.use_run_cache or not cacheable(stage):
+            return None
+        if any(rec is None for rec in measured.deps.values()):
+            return None
+        objects, ws = self.ctx.objects, self.ctx.workspace
+        outs = {o.key: o for o in stage.outs}
+        for run_id, entry in self.ctx.run_cache.candidates(run_key(stage, measured)):
+            recs = {record_key(r): r for r in entry.get("outs") or []}
+            if recs.keys() != outs.keys() or not all(objects.can_restore(r) for r in recs.values()):
+                continue
+            if all((path := outs[k].file(ws)) is not None and objects.restore(path, r)
+                   for k, r in recs.items()):
+                # the inputs as they are now (this commit), with the outputs of that earlier run
+                self.ctx.lock.record(name, lock_entry(stage, measured, dict(recs)))
+                return run_id
+        return None
+
+    def execute(self, name: str, procs: Processes) -> int:
+        """Run the stage's commands (on a pool thread); their exit code."""
+        stage, ctx = self.stage(name), self.ctx
+        cwd = str(ctx.root / stage.wdir)
+        writes = next((o.writes for o in stage.outs if o.writes is not None), None)
+        env = {**os.environ, **ctx.data.environment(writes), "HPIPE_STAGE": name,
+               "HPIPE_ROOT": str(ctx.root)}
+        if stage.cmd is not None:
+            for command in shell_commands(stage.cmd):
+                if code := procs.run(command, shell=True, cwd=cwd, env=env):
+                    return code
+            return 0
+        paths = [cwd, str(ctx.root), *filter(None, [env.get("PYTHONPATH")])]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        argv = [sys.executable, "-m", CALL_MODULE, stage.target or "", json.dumps(stage.with_)]
+        return procs.run(argv, shell=False, cwd=cwd, env=env)
+
+    def record(self, name: str) -> Any:
+        """Measure what the stage wrote, record it in the lock and the caches; the verify outcome."""
+        stage, ctx, ws = self.stage(name), self.ctx, self.ctx.workspace
+        ws.forget_params()  # the stage may have written a params file
+        for out in stage.outs:
+            if out.writes is not None:
+                ctx.data.written(out.writes)  # its readers downstream see the new commit
+        outs = self._written(stage)
+        entry = lock_entry(stage, self.measured[name], dict(outs))
+        ctx.lock.record(name, entry)
+        for out in stage.outs:
+            if out.cached and (path := out.file(ws)) is not None:
+                ctx.objects.save(path, outs[out.key])
+        key = run_key(stage, self.measured[name])
+        outcome = compare_with_earlier(ctx.run_cache.candidates(key), entry) if ctx.options.verify else None
+        if cacheable(stage):
+            ctx.run_cache.put(key, ctx.run_id, entry)
+        return outcome
+
+    def _written(self, stage: Stage) -> dict[str, Record]:
+        """The stage's outputs as it left them, as they go into the lock; StageError if one is missing."""
+        ws = self.ctx.workspace
+        outs = measure_outs(stage, ws)
+        if missing := [k for k, rec in outs.items() if rec is None]:
+            raise StageError(f"command succeeded but did not produce {', '.join(missing)}")
+        return {o.key: o.lock_record(outs[o.key] or {}, ws) for o in stage.outs}
+
+
+def compare_with_earlier(earlier: list[tuple[str, dict[str, Any]]], entry: dict[str, Any]) -> Any:
+    """'reproduced exactly', {metric: {old, new}}, or why there is nothing to compare with."""
+    if not earlier:
+        return "no earlier run with the same inputs"
+    run_id, old = earlier[0]
+
+    def metrics(e: dict[str, Any]) -> dict[str, Any]:
+        return {f"{record_key(r)}:{k}": v for r in e.get("outs") or [] for k, v in r.get("metrics", {}).items()}
+
+    a, b = metrics(old), metrics(entry)
+    if not a and not b:  # no metrics: compare the outputs themselves
+        same = old.get("outs") == entry.get("outs")
+        return "reproduced exactly" if same else {"outputs": {"old": run_id, "new": "differ"}}
+    diff = {k: {"old": a.get(k), "new": b.get(k)} for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k)}
+    return "reproduced exactly" if not diff else diff

@@ -1,0 +1,163 @@
+"""Hangar columns as dependencies and outputs, identified by commit and by per-column fingerprint.
+
+In pipeline.yaml:  `- hangar: [col, ...]` (data.repo at data.ref) or
+`- hangar: {repo: ../other, ref: dev, columns: [col, ...]}`. A `hangar` out makes the stage a
+writer of those columns. The lock records repo, ref, the resolved commit, and per column its
+fingerprint and sample count; a stage reruns only when one of *its* columns changed.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from hangar_pipe.core.context import Workspace
+from hangar_pipe.core.kinds import Change, DataTarget, Kind, Record
+from hangar_pipe.core.spec import SpecContext
+from hangar_pipe.core.yamlfile import KeyPath
+from hangar_pipe.errors import did_you_mean
+from hangar_pipe.hangar.source import HangarData, looks_like_digest
+from hangar_pipe.hangar.store import short
+
+_KEYS = ("columns", "ref", "repo")
+
+
+def _data(ws: Workspace) -> HangarData:
+    assert isinstance(ws.data, HangarData), "Hangar kinds need the Hangar data source"
+    return ws.data
+
+
+@dataclass(frozen=True)
+class HangarDep(Kind):
+    """Columns a stage reads from a Hangar repository."""
+
+    repo: str
+    ref: str | None
+    columns: tuple[str, ...]
+    tag: ClassVar[str] = "hangar"
+
+    @property
+    def key(self) -> str:
+        return f"hangar:{self.label}"
+
+    @property
+    def label(self) -> str:
+        """The record's tag value: the repo, plus the ref when the pipeline names one."""
+        return self.repo + (f"@{self.ref}" if self.ref else "")
+
+    @property
+    def edges(self) -> tuple[str, ...]:
+        return tuple(f"hangar:{self.repo}:{c}" for c in self.columns)
+
+    @classmethod
+    def parse(cls, ctx: SpecContext, value: Any, keypath: KeyPath, is_out: bool) -> Kind:
+        return parse_hangar(ctx, value, keypath, is_out)
+
+    def _resolve(self, data: HangarData) -> tuple[str, str] | None:
+        return data.resolve(self.repo, self.ref)
+
+    def measure(self, ws: Workspace) -> Record | None:
+        data = _data(ws)
+        store = data.store(self.repo)
+        resolved = self._resolve(data)
+        if store is None or resolved is None:
+            return None
+        ref, commit = resolved
+        columns: dict[str, Any] = {}
+        for name in self.columns:
+            state = store.column(commit, name)
+            if state is None:
+                return None
+            columns[name] = {"fingerprint": state.fingerprint, "samples": state.samples}
+        return {"hangar": self.label, "ref": ref, "commit": commit, "columns": columns}
+
+    def identity(self, rec: Record) -> Any:
+        """The columns' fingerprints: the same data at another commit is the same input."""
+        return {c: v.get("fingerprint") for c, v in rec["columns"].items()}
+
+    def changes(self, old: Record, new: Record, ws: Workspace) -> dict[str, str] | None:
+        """Per column: new, removed, or how its data changed between the two commits."""
+        old_cols, new_cols = old.get("columns") or {}, new.get("columns") or {}
+        out: dict[str, str] = {}
+        for name in sorted(old_cols.keys() | new_cols.keys()):
+            if name not in old_cols:
+                out[name] = "new"
+            elif name not in new_cols:
+                out[name] = "removed"
+            elif old_cols[name].get("fingerprint") != new_cols[name].get("fingerprint"):
+                store = _data(ws).store(self.repo)
+                out[name] = (store.explain(old["commit"], new["commit"], name) if store else "changed")
+        return out or None
+
+    def describe(self, change: Change) -> str:
+        """In data terms, per column: `hangar column X of ../other changed (1 sample modified) …`."""
+        if not isinstance(change, dict):
+            return super().describe(change)
+        where = "" if self.repo == "." else f" of {self.repo}"
+        return ", ".join(f"hangar column {col}{where} {what}" for col, what in change.items())
+
+    def missing(self, ws: Workspace, produced: bool) -> str | None:
+        """Resolves the commit this run reads, from the start; why it cannot be read, or None."""
+        data = _data(ws)
+        store = data.store(self.repo)
+        resolved = self._resolve(data) if store is not None else None
+        if produced:
+            return None
+        if store is None:
+            return f"no Hangar repository in {data.path(self.repo)}"
+        if resolved is None:
+            return str(store.unknown_ref(data.default_ref(self.repo, self.ref) or ""))
+        ref, commit = resolved
+        absent = [c for c in self.columns if store.column(commit, c) is None]
+        if absent:
+            have = ", ".join(store.column_names(commit)) or "none"
+            return (f"hangar column '{absent[0]}' not found in {self.repo} at {ref} ({short(commit)});"
+                    f" columns there: {have}")
+        return None
+
+
+@dataclass(frozen=True)
+class HangarOut(HangarDep):
+    """Columns a stage writes and commits to its branch; recorded with the commit it produced."""
+
+    def _resolve(self, data: HangarData) -> tuple[str, str] | None:
+        return data.branch_head(self.repo, self.ref)
+
+    @property
+    def writes(self) -> DataTarget:
+        return DataTarget(self.repo, self.ref)
+
+
+def parse_hangar(ctx: SpecContext, value: Any, keypath: KeyPath, is_out: bool) -> HangarDep:
+    """`hangar: [cols]` or `hangar: {repo, ref, columns}` from pipeline.yaml."""
+    repo, ref = ctx.data.repo, None
+    if isinstance(value, dict):
+        for key in value:
+            if key not in _KEYS:
+                raise ctx.error(keypath, f"unknown key '{key}'{did_you_mean(str(key), _KEYS)}",
+                                at=keypath + (key,))
+        repo = value.get("repo", repo)
+        ref = value.get("ref")
+        columns = value.get("columns")
+        cols_path = keypath + ("columns",)
+        if not isinstance(repo, str) or not repo:
+            raise ctx.error(keypath + ("repo",), "expected a folder path")
+        if ref is not None and (not isinstance(ref, str) or not ref):
+            raise ctx.error(keypath + ("ref",), "expected a branch name or commit digest")
+    else:
+        columns, cols_path = value, keypath
+    if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns):
+        raise ctx.error(cols_path, "expected a non-empty list of column names")
+    if len(set(columns)) != len(columns):
+        raise ctx.error(cols_path, "a column is listed twice")
+    if is_out and ref is not None and looks_like_digest(ref):
+        raise ctx.error(keypath + ("ref",), "a writer commits to a branch; name a branch, not a commit")
+    if is_out and ref is None and repo == ctx.data.repo and ctx.data.ref and looks_like_digest(
+            ctx.data.ref):
+        raise ctx.error(keypath, f"this stage writes data.repo, but data.ref '{ctx.data.ref}' is a"
+                                 " commit; a writer commits to a branch: give this out a `ref:` branch")
+    repo = posixpath.normpath(repo.replace(os.sep, "/"))
+    cls = HangarOut if is_out else HangarDep
+    return cls(repo, ref, tuple(columns))

@@ -1,0 +1,12 @@
+"""What plugs into the core, one line each: dependency kinds (by tag) and built-in stages (by name).
+
+The core (`hangar_pipe.core`) knows neither Hangar nor torch; this module, imported with the
+package, tells it about them. Entries are "module:attribute" strings, imported on first use, so
+registering costs nothing on the no-op path.
+"""
+
+from hangar_pipe.core import kinds, spec
+from hangar_pipe.stages import BUILTIN
+
+kinds.register("hangar", "hangar_pipe.hangar.kinds:HangarDep")  # `- hangar: [columns]`
+spec.BUILTIN_STAGES.update(BUILTIN)  # `uses: ingest | train | evaluate`

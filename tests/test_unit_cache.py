@@ -1,0 +1,93 @@
+"""The object store and the run cache in-process: add, restore, corruption, gc, the database's old name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hangar_pipe.core.fingerprint import fingerprint_path
+from hangar_pipe.core.objects import ObjectStore
+from hangar_pipe.core.runcache import RunCache
+
+
+class Warnings:
+    stage_output = None
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.messages.append(message)
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None
+
+
+def record(path: Path) -> dict[str, Any]:
+    fp = fingerprint_path(str(path))
+    assert fp is not None
+    return {"path": path.name, **fp.record()}
+
+
+def test_file_and_folder_round_trip(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "cache")
+    (tmp_path / "f.txt").write_text("one")
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a").write_text("a")
+    (tmp_path / "d" / "sub" / "b").write_text("b")
+    f, d = record(tmp_path / "f.txt"), record(tmp_path / "d")
+    store.save(tmp_path / "f.txt", f)
+    store.save(tmp_path / "d", d)
+    obj = store.path(f["hash"])
+    assert obj.read_text() == "one"
+    assert obj.stat().st_mode & 0o777 == 0o444, "objects are read-only"
+    (tmp_path / "f.txt").write_text("changed in place")
+    assert obj.read_text() == "one", "editing the workspace file does not touch the cache"
+    (tmp_path / "d" / "extra").write_text("not in the recorded folder")
+    assert store.can_restore(f) and store.can_restore(d)
+    assert store.restore(tmp_path / "f.txt", f) and store.restore(tmp_path / "d", d)
+    assert (tmp_path / "f.txt").read_text() == "one"
+    assert sorted(p.name for p in (tmp_path / "d").rglob("*")) == ["a", "b", "sub"]
+    assert record(tmp_path / "d") == d
+
+
+def test_a_corrupted_object_is_removed_and_not_restored(tmp_path: Path) -> None:
+    reporter = Warnings()
+    store = ObjectStore(tmp_path / "cache", reporter)  # type: ignore[arg-type]
+    (tmp_path / "f.txt").write_text("good")
+    f = record(tmp_path / "f.txt")
+    store.save(tmp_path / "f.txt", f)
+    obj = store.path(f["hash"])
+    obj.chmod(0o644)
+    obj.write_text("evil")
+    (tmp_path / "f.txt").unlink()
+    assert not store.restore(tmp_path / "f.txt", f)
+    assert not obj.exists() and not (tmp_path / "f.txt").exists()
+    assert reporter.messages == [f"cache object {f['hash']} is corrupted; removed, the stage runs"]
+
+
+def test_collect_keeps_only_referenced_objects(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "cache")
+    recs = []
+    for name in ("keep", "drop"):
+        (tmp_path / name).write_text(name)
+        recs.append(record(tmp_path / name))
+        store.save(tmp_path / name, recs[-1])
+    keep = store.referenced([recs[0], {"hangar": ".", "columns": {}}])  # records without a hash: ignored
+    assert store.collect(keep, dry_run=True) == (1, 4)
+    assert store.path(recs[1]["hash"]).exists()
+    assert store.collect(keep, dry_run=False) == (1, 4)
+    assert store.path(recs[0]["hash"]).exists() and not store.path(recs[1]["hash"]).exists()
+
+
+def test_run_cache_newest_first_and_its_old_file_name(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    old = RunCache(cache / "runs.db")  # where earlier versions kept it
+    old.put("k", "run-1", {"cmd": "a"})
+    runs = RunCache(cache / "run-cache.db")
+    assert not (cache / "runs.db").exists(), "moved to its new name"
+    runs.put("k", "run-2", {"cmd": "b"})
+    runs.put("k", "run-3", {"cmd": "a"})  # the same result again replaces the older row
+    assert runs.candidates("k") == [("run-3", {"cmd": "a"}), ("run-2", {"cmd": "b"})]
+    assert runs.drop_runs_except({"run-3"}, dry_run=False) == 1
+    assert [r for _, r, _ in runs.all()] == ["run-3"]
