@@ -23,12 +23,25 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import (ENV, HPIPE, WORK, demo_project, ensure_dvc, init_dvc, loadavg, machine, ratio, run,
-                     table, timed, twin_projects)
+from _common import (
+    ENV,
+    HPIPE,
+    WORK,
+    demo_project,
+    ensure_dvc,
+    init_dvc,
+    loadavg,
+    machine,
+    ratio,
+    run,
+    table,
+    timed,
+    twin_projects,
+)
 from bench_noop import FILES, STAGES
 
-from hangar_pipe.core.objects import ObjectStore
 from hangar_pipe.core.fingerprint import fingerprint_path
+from hangar_pipe.core.objects import ObjectStore
 from hangar_pipe.hangar.store import HangarStore
 
 

@@ -21,11 +21,23 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from _common import (HPIPE, WORK, bench_interleaved, dvc_version, ensure_dvc, init_dvc, loadavg, machine,
-                     make_hangar_repo, ratio, run, table, timed)
+from _common import (
+    HPIPE,
+    WORK,
+    bench_interleaved,
+    dvc_version,
+    ensure_dvc,
+    init_dvc,
+    loadavg,
+    machine,
+    make_hangar_repo,
+    ratio,
+    run,
+    table,
+    timed,
+)
 
 SIZES = (10_000, 50_000, 100_000, 200_000)
 BIG = 50_000

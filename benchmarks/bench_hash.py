@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
 from _common import WORK, loadavg, machine, table
+
 from hangar_pipe.core.fingerprint import CHUNK, fingerprint_path, hash_file
 from hangar_pipe.core.layout import stat_cache_db
 from hangar_pipe.core.statcache import SqliteStatCache
@@ -112,7 +112,7 @@ def main() -> None:
         again: list[float] = []
         for _ in range(7):
             fresh = SqliteStatCache(state)
-            again.append(clock(lambda: fingerprint_path(str(path), fresh)))
+            again.append(clock(lambda cache=fresh: fingerprint_path(str(path), cache)))
             if fingerprint_path(str(path), fresh) != expected:
                 raise SystemExit("the cached fingerprint differs from the first one")
             fresh.close()

@@ -15,8 +15,19 @@ import argparse
 import shlex
 import sys
 
-from _common import (HPIPE, Job, bench_interleaved, dvc_version, ensure_dvc, loadavg, machine, ratio, run,
-                     table, twin_projects)
+from _common import (
+    HPIPE,
+    Job,
+    bench_interleaved,
+    dvc_version,
+    ensure_dvc,
+    loadavg,
+    machine,
+    ratio,
+    run,
+    table,
+    twin_projects,
+)
 
 PY = shlex.quote(sys.executable)
 STAGES: dict[str, dict[str, object]] = {

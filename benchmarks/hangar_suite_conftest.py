@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import warnings
 
 import pytest
 
@@ -41,6 +42,8 @@ if "hangar" in sys.modules:
         "(does hangar_pipe/__init__.py import hangar now?), so the shim may have come too late"
     )
 
+import numpy as np  # noqa: E402
+
 from hangar_pipe.hangar.compat import missing_numpy_aliases  # noqa: E402
 
 _missing = missing_numpy_aliases()
@@ -48,7 +51,10 @@ if _missing:
     raise pytest.UsageError(f"the hangar_pipe.hangar.compat shim did not restore numpy.{', numpy.'.join(_missing)}")
 
 # --- 2. np.int: TEST-SUITE ONLY (Hangar's tests use it; Hangar's code does not) ------------------
-if _lacks("int"):
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    _has_int = hasattr(np, "int")
+if not _has_int:
     np.int = int  # type: ignore[attr-defined]
 
 # --- 3. TensorFlow dataloader tests when TensorFlow is absent ------------------------------------

@@ -1,4 +1,4 @@
-"""`from hangar_pipe.data import open_columns`: kept at this name for user code; it lives in hangar_pipe.hangar.columns."""
+"""`from hangar_pipe.data import open_columns`: kept at this name for user code (see hangar_pipe.hangar.columns)."""
 
 from hangar_pipe.hangar.columns import open_columns
 from hangar_pipe.hangar.source import pinned_commit

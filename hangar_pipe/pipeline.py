@@ -21,8 +21,8 @@ from hangar_pipe.core.history import History, RunRecord, Table, current_metrics,
 from hangar_pipe.core.lockfile import LockFile
 from hangar_pipe.core.mutex import ReproMutex
 from hangar_pipe.core.objects import ObjectStore
-from hangar_pipe.core.repro import repro
 from hangar_pipe.core.reporter import Reporter, SilentReporter
+from hangar_pipe.core.repro import repro
 from hangar_pipe.core.runcache import RunCache
 from hangar_pipe.core.runner import RunResult
 from hangar_pipe.core.spec import PipelineSpec, Stage, load_pipeline

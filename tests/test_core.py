@@ -14,8 +14,8 @@ from conftest import Project
 
 from hangar_pipe import Pipeline, UserError
 from hangar_pipe.core import fingerprint
-from hangar_pipe.core.params import compare_values
 from hangar_pipe.core.lockfile import LockFile
+from hangar_pipe.core.params import compare_values
 from hangar_pipe.core.statcache import SqliteStatCache
 
 

@@ -55,7 +55,7 @@ def test_sources_read_the_same_data(tmp_path) -> None:
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
     assert expected[0].dtype == np.float32 and expected[0].shape == (60, 784)
-    assert 0.0 <= expected[0].min() and expected[0].max() <= 1.0
+    assert expected[0].min() >= 0.0 and expected[0].max() <= 1.0
     assert expected[1].dtype == np.int64 and expected[1].shape == (60, 1)
 
 
@@ -236,9 +236,8 @@ def test_open_columns_outside_hpipe_needs_the_environment(monkeypatch) -> None:
     from hangar_pipe.data import open_columns
 
     monkeypatch.delenv("HPIPE_DATA_COMMIT", raising=False)
-    with pytest.raises(UserError, match="run this through `hpipe repro`"):
-        with open_columns():
-            pass
+    with pytest.raises(UserError, match="run this through `hpipe repro`"), open_columns():
+        pass
 
 
 def test_a_writer_owns_its_columns(ingesting: Project) -> None:

@@ -351,3 +351,26 @@ def test_removed_stage_leaves_lock(three_stage: Project) -> None:
     three_stage.write("raw.txt", "9\n")
     three_stage.hpipe("repro")
     assert set(yaml.safe_load(three_stage.read("pipeline.lock"))["stages"]) == {"prepare", "train"}
+
+
+def test_repro_json_streams_one_event_per_line(three_stage: Project) -> None:
+    three_stage.write("steps.py", "print('stage chatter')\n" + three_stage.read("steps.py"))
+    done = three_stage.hpipe("repro", "--json")
+    events = [json.loads(line) for line in done.out.splitlines()]  # every stdout line is an event
+    assert [e["event"] for e in events] == [
+        "run_started", "stage_started", "stage_done", "stage_started", "stage_done",
+        "stage_started", "stage_done", "run_done"]
+    assert events[0]["stages"] == ["prepare", "train", "evaluate"]
+    assert events[1] == {"event": "stage_started", "stage": "prepare", "reasons": {"no lock entry": True}}
+    assert events[2]["state"] == "ran" and events[2]["duration"] > 0
+    assert events[-1]["ok"] is True and events[-1]["counts"] == {"ran": 3}
+    assert done.err.count("stage chatter") == 3, "stage output goes to stderr"
+    three_stage.write("params.yaml", three_stage.read("params.yaml").replace("lr: 0.1", "lr: 0.2"))
+    events = [json.loads(line) for line in three_stage.hpipe("repro", "-n", "--json").out.splitlines()]
+    assert [(e["stage"], e["state"]) for e in events] == [
+        ("prepare", "skipped"), ("train", "would run"), ("evaluate", "would run")]
+    assert events[1]["reasons"] == {"changed params": {"params.yaml": {"train.lr": "modified"}}}
+    three_stage.write("raw.txt", "oops, not numbers\n")
+    done = three_stage.hpipe("repro", "--json", check=1)
+    failed = [json.loads(line) for line in done.out.splitlines()][2]
+    assert failed["state"] == "failed" and "exited with code 1" in failed["error"]

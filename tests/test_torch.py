@@ -7,8 +7,8 @@ import pytest
 import torch
 from hangar_repo import Repo
 
-from hangar_pipe.hangar import compat
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar import compat
 from hangar_pipe.hangar.store import HangarStore
 from hangar_pipe.torch import BatchLoader, ColumnsDataset, read_column
 

@@ -91,3 +91,25 @@ def test_run_cache_newest_first_and_its_old_file_name(tmp_path: Path) -> None:
     assert runs.candidates("k") == [("run-3", {"cmd": "a"}), ("run-2", {"cmd": "b"})]
     assert runs.drop_runs_except({"run-3"}, dry_run=False) == 1
     assert [r for _, r, _ in runs.all()] == ["run-3"]
+
+
+def test_long_folder_copies_report_progress(tmp_path: Path, monkeypatch) -> None:
+    import itertools
+
+    from hangar_pipe.core import objects
+
+    clock = itertools.count(0.0, 0.3)  # every call to the clock is 0.3 s later
+    monkeypatch.setattr(objects.time, "monotonic", lambda: next(clock))
+    events: list[tuple[Any, ...]] = []
+
+    class Progress(Warnings):
+        def progress(self, *args: Any) -> None:
+            events.append(args)
+
+    store = ObjectStore(tmp_path / "cache", Progress())  # type: ignore[arg-type]
+    for i in range(5):
+        (tmp_path / "d" / f"{i}").parent.mkdir(exist_ok=True)
+        (tmp_path / "d" / f"{i}").write_text(str(i))
+    store.save(tmp_path / "d", record(tmp_path / "d"), "prepare")
+    assert events and events[-1] == ("prepare", "caching d", 5, 5)
+    assert len(events) < 5, "not one event per file"

@@ -14,7 +14,7 @@ from torch import nn
 
 from hangar_pipe.torch import BatchLoader, ColumnsDataset
 
-params = yaml.safe_load(open("params.yaml"))["custom"]
+params = yaml.safe_load(pathlib.Path("params.yaml").read_text())["custom"]
 torch.manual_seed(params["seed"])
 
 train = ColumnsDataset(["mnist_training_images", "mnist_training_labels"])  # the pinned commit
@@ -40,5 +40,5 @@ for epoch in range(params["epochs"]):
 x, y = train.tensors
 accuracy = float((model(x).argmax(1) == y.reshape(-1)).float().mean())
 pathlib.Path("metrics").mkdir(exist_ok=True)
-json.dump({"train_accuracy": accuracy, "loss": losses[-1], "losses": losses,
-           "data_commit": train.commit}, open("metrics/custom.json", "w"), indent=2)
+metrics = {"train_accuracy": accuracy, "loss": losses[-1], "losses": losses, "data_commit": train.commit}
+pathlib.Path("metrics/custom.json").write_text(json.dumps(metrics, indent=2))

@@ -8,8 +8,10 @@ import typer
 
 # each module adds its commands to the app; --help lists them in this order
 from hangar_pipe.cli import run  # noqa: F401
+
 # isort: split
 from hangar_pipe.cli import results  # noqa: F401
+
 # isort: split
 from hangar_pipe.cli import data  # noqa: F401
 from hangar_pipe.cli.app import app, options

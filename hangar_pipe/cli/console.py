@@ -17,26 +17,25 @@ def out(text: str) -> None:
     print(text, flush=True)
 
 
+_LINES = {  # what follows `✓ train: ` for each state
+    "ran": "ran in {duration:.2f}s ({why})",
+    "failed": "failed after {duration:.2f}s: {error}",
+    "restored": "restored from run {restored_from} in {duration:.2f}s ({why})",
+    "would run": "would run ({why})",
+    "skipped": "up to date, skipped",
+    "blocked": "not run ({why})",
+    "pinned": "pinned (writes Hangar data; not run with --data-commit)",
+}
+
+
 def stage_line(r: StageResult, stage: Stage | None = None) -> str:
     """`✓ train: ran in 1.20s (changed params: …)` and the like."""
-    head = f"{MARKS.get(r.state, ' ')} {r.name}"
-    why = describe(r.reasons, stage)
-    if r.state == "ran":
-        return f"{head}: ran in {r.duration:.2f}s ({why})"
-    if r.state == "failed":
-        return f"{head}: failed after {r.duration:.2f}s: {r.error}"
-    if r.state == "restored":
-        return f"{head}: restored from run {r.restored_from} in {r.duration:.2f}s ({why})"
-    if r.state == "would run":
-        only_upstream = list(r.reasons) == ["upstream changed"]
-        return f"{head}: {'may run' if only_upstream else 'would run'} ({why})"
-    if r.state == "skipped":
-        return f"{head}: up to date, skipped"
-    if r.state == "blocked":
-        return f"{head}: not run ({why})"
-    if r.state == "pinned":
-        return f"{head}: pinned (writes Hangar data; not run with --data-commit)"
-    return f"{head}: {r.state}"
+    line = _LINES.get(r.state, r.state)
+    if r.state == "would run" and list(r.reasons) == ["upstream changed"]:
+        line = "may run ({why})"  # only if the upstream stage's outputs do change
+    text = line.format(duration=r.duration or 0.0, error=r.error, restored_from=r.restored_from,
+                       why=describe(r.reasons, stage))
+    return f"{MARKS.get(r.state, ' ')} {r.name}: {text}"
 
 
 def summary(result: RunResult, dry_run: bool) -> str:

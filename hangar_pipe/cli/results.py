@@ -21,8 +21,8 @@ app.add_typer(params_app, name="params")
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Markdown = Annotated[bool, typer.Option("--md", help="Print a Markdown table.")]
 Precision = Annotated[int, typer.Option("--precision", help="Significant digits.")]
-OldSide = Annotated[str | None, typer.Argument(
-    help="Old side: lock (default), workspace, a run id, data:<commit>, or a git revision of pipeline.lock.")]
+OldSide = Annotated[str | None, typer.Argument(help="Old side: lock (default), workspace, a run id,"
+                                                   " data:<commit>, or a git revision of pipeline.lock.")]
 NewSide = Annotated[str | None, typer.Argument(help="New side (default: workspace).")]
 ShowAll = Annotated[bool, typer.Option("--all", help="Also unchanged values.")]
 
@@ -95,11 +95,14 @@ def params_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md:
     _diff("params", a, b, as_json, md, show_all, precision)
 
 
+KeepRuns = Annotated[int | None, typer.Option("--keep-runs", min=0,
+                                              help="Keep the run-cache results of the newest N runs only.")]
+DryRun = Annotated[bool, typer.Option("-n", "--dry-run", help="Say what would be removed; remove nothing.")]
+PlotsFolder = Annotated[Path, typer.Option("-o", "--out", help="Folder for the PNGs and index.html.")]
+
+
 @app.command()
-def gc(
-    keep_runs: Annotated[int | None, typer.Option("--keep-runs", min=0, help="Keep the run-cache results of the newest N runs only.")] = None,
-    dry_run: Annotated[bool, typer.Option("-n", "--dry-run", help="Say what would be removed; remove nothing.")] = False,
-) -> None:
+def gc(keep_runs: KeepRuns = None, dry_run: DryRun = False) -> None:
     """Remove cache objects and run-cache entries that no kept run, lock entry or workspace needs."""
     freed = Pipeline.load().gc(keep_runs, dry_run)
     verb = "Would remove" if dry_run else "Removed"
@@ -108,9 +111,7 @@ def gc(
 
 
 @app.command()
-def plots(
-    output: Annotated[Path, typer.Option("-o", "--out", help="Folder for the PNGs and index.html.")] = Path("hpipe_plots"),
-) -> None:
+def plots(output: PlotsFolder = Path("hpipe_plots")) -> None:
     """Render every `plots:` file to a PNG, plus an index.html showing them all."""
     for path in Pipeline.load().plots(output):
         out(f"wrote {path}")

@@ -21,20 +21,26 @@ DataCommit = Annotated[str | None, typer.Option(
     help="Read data.repo at this branch or commit; hold back stages that write Hangar data.")]
 
 
+Force = Annotated[bool, typer.Option("-f", "--force", help="Run the selected stages even if unchanged.")]
+Single = Annotated[bool, typer.Option("-s", "--single-item", help="Only the named stages, no upstream.")]
+Downstream = Annotated[bool, typer.Option("--downstream", help="The named stages and everything after them.")]
+DryRun = Annotated[bool, typer.Option("-n", "--dry-run", help="Print what would run and why; run nothing.")]
+KeepGoing = Annotated[bool, typer.Option("-k", "--keep-going",
+                                         help="After a failure, go on with stages that do not depend on it.")]
+Jobs = Annotated[int, typer.Option("-j", "--jobs", min=1, help="Run up to N independent stages at once.")]
+NoRunCache = Annotated[bool, typer.Option("--no-run-cache",
+                                          help="Run stages even when the run cache could restore them.")]
+Verify = Annotated[bool, typer.Option("--verify", help="Rerun every selected stage and compare its metrics with"
+                                                       " those recorded for the same inputs; exit 1 on a difference.")]
+JsonEvents = Annotated[bool, typer.Option("--json", help="Stream events as JSON lines on stdout (stage commands'"
+                                                         " own output goes to stderr).")]
+
+
 @app.command()
-def repro(
-    stages: Stages = None,
-    force: Annotated[bool, typer.Option("-f", "--force", help="Run the selected stages even if unchanged.")] = False,
-    single_item: Annotated[bool, typer.Option("-s", "--single-item", help="Only the named stages, no upstream.")] = False,
-    downstream: Annotated[bool, typer.Option("--downstream", help="The named stages and everything after them.")] = False,
-    dry_run: Annotated[bool, typer.Option("-n", "--dry-run", help="Print what would run and why; run nothing.")] = False,
-    keep_going: Annotated[bool, typer.Option("-k", "--keep-going", help="After a failure, go on with stages that do not depend on it.")] = False,
-    jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Run up to N independent stages at once.")] = 1,
-    data_commit: DataCommit = None,
-    no_run_cache: Annotated[bool, typer.Option("--no-run-cache", help="Run stages even when the run cache could restore them.")] = False,
-    verify: Annotated[bool, typer.Option("--verify", help="Rerun every selected stage and compare its metrics with those recorded for the same inputs; exit 1 on a difference.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Stream events as JSON lines on stdout (stage commands' output goes to stderr).")] = False,
-) -> None:
+def repro(stages: Stages = None, force: Force = False, single_item: Single = False,
+          downstream: Downstream = False, dry_run: DryRun = False, keep_going: KeepGoing = False,
+          jobs: Jobs = 1, data_commit: DataCommit = None, no_run_cache: NoRunCache = False,
+          verify: Verify = False, as_json: JsonEvents = False) -> None:
     """Run every stage whose inputs changed, and record what ran in pipeline.lock."""
     pipeline = Pipeline.load()
     options = ReproOptions(force=force, single=single_item, downstream=downstream, dry_run=dry_run,

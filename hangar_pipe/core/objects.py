@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,16 +48,19 @@ class ObjectStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def save(self, workspace: Path, rec: Record) -> None:
+    def save(self, workspace: Path, rec: Record, stage: str = "") -> None:
         """Store a recorded output (file or folder) as it is in the workspace."""
         if "nfiles" not in rec:
             self._add(workspace, rec["hash"])
             return
         manifest = []
-        for rel, abs_path, _ in walk_files(str(workspace)):
+        files = walk_files(str(workspace))
+        progress = Progress(self.reporter, stage, f"caching {workspace.name}", len(files))
+        for rel, abs_path, _ in files:
             digest = hash_file(abs_path)
             self._add(Path(abs_path), digest)
             manifest.append([rel, digest])
+            progress.advance()
         target = self.path(rec["hash"] + ".dir")
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +121,7 @@ class ObjectStore:
         manifest = self.path(rec["hash"] + ".dir")
         return manifest.exists() and all(self.path(d).exists() for _, d in json.loads(manifest.read_bytes()))
 
-    def restore(self, workspace: Path, rec: Record) -> bool:
+    def restore(self, workspace: Path, rec: Record, stage: str = "") -> bool:
         """Put a recorded output back in the workspace from verified objects; False if it can't."""
         if "nfiles" not in rec:
             src = self._verified(rec["hash"])
@@ -129,18 +133,38 @@ class ObjectStore:
         if manifest_path is None:
             return False
         manifest = json.loads(manifest_path.read_bytes())
-        sources = [(rel, self._verified(d)) for rel, d in manifest]
-        if any(src is None for _, src in sources):
+        progress = Progress(self.reporter, stage, f"checking {workspace.name}", len(manifest))
+        checked = []
+        for rel, digest in manifest:  # every object is checked (and a corrupted one removed)
+            checked.append((rel, self._verified(digest)))
+            progress.advance()
+        sources = [(rel, src) for rel, src in checked if src is not None]
+        if len(sources) < len(checked):
             return False
 
         def build(tmp: Path) -> None:
             tmp.mkdir()
             for rel, src in sources:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                _copy_writable(src, tmp / rel)  # type: ignore[arg-type]
+                _copy_writable(src, tmp / rel)
 
         _place(workspace, build)
         return True
+
+
+class Progress:
+    """Reports `done of total` at most twice a second, and once at the end if it reported at all."""
+
+    def __init__(self, reporter: Reporter, stage: str, what: str, total: int) -> None:
+        self.reporter, self.stage, self.what, self.total = reporter, stage, what, total
+        self.done, self.last, self.reported = 0, time.monotonic(), False
+
+    def advance(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= 0.5 or (self.reported and self.done == self.total):
+            self.reporter.progress(self.stage, self.what, self.done, self.total)
+            self.last, self.reported = now, True
 
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents (copy-on-write)

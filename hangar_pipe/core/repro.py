@@ -14,7 +14,7 @@ from hangar_pipe.core.graph import Graph
 from hangar_pipe.core.history import RunRecord, current_metrics, current_params
 from hangar_pipe.core.layout import repro_mutex
 from hangar_pipe.core.mutex import ReproMutex
-from hangar_pipe.core.runner import RunResult, Runner, State
+from hangar_pipe.core.runner import Runner, RunResult, State
 from hangar_pipe.core.spec import PipelineSpec
 from hangar_pipe.core.stage_ops import StageOps
 from hangar_pipe.errors import UserError

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from hangar_pipe.core.reporter import Reporter
 from hangar_pipe.errors import UserError
 
+Verify = str | dict[str, dict[str, Any]] | None  # "reproduced exactly", {metric: {old, new}}, or why not
 State = Literal["ran", "restored", "skipped", "would run", "failed", "blocked", "frozen", "pinned",
                 "interrupted"]
 
@@ -33,7 +34,7 @@ class StageResult:
     duration: float | None = None
     error: str | None = None
     restored_from: str | None = None  # the run whose outputs were restored
-    verify: Any = None  # with --verify: "reproduced exactly", {metric: {old, new}}, or why not compared
+    verify: Verify = None  # with --verify only
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, {})}
@@ -73,7 +74,7 @@ class StageOps(Protocol):
 
     def execute(self, name: str, procs: Processes) -> int: ...
 
-    def record(self, name: str) -> Any: ...  # the verify outcome; raise StageError if outputs are wrong
+    def record(self, name: str) -> Verify: ...  # the verify outcome; raise StageError if outputs are wrong
 
 
 class StageError(Exception):

@@ -11,7 +11,7 @@ from hangar_pipe.core.context import RunContext
 from hangar_pipe.core.decisions import Measured, lock_entry, measure_deps, measure_outs, stage_reasons
 from hangar_pipe.core.kinds import Record, record_key
 from hangar_pipe.core.runcache import run_key
-from hangar_pipe.core.runner import Processes, StageError
+from hangar_pipe.core.runner import Processes, StageError, Verify
 from hangar_pipe.core.spec import Stage
 
 CALL_MODULE = "hangar_pipe.core.call"  # runs a `uses:` callable in its own process
@@ -75,7 +75,7 @@ class StageOps:
             recs = {record_key(r): r for r in entry.get("outs") or []}
             if recs.keys() != outs.keys() or not all(objects.can_restore(r) for r in recs.values()):
                 continue
-            if all((path := outs[k].file(ws)) is not None and objects.restore(path, r)
+            if all((path := outs[k].file(ws)) is not None and objects.restore(path, r, name)
                    for k, r in recs.items()):
                 # the inputs as they are now (this commit), with the outputs of that earlier run
                 self.ctx.lock.record(name, lock_entry(stage, measured, dict(recs)))
@@ -99,7 +99,7 @@ class StageOps:
         argv = [sys.executable, "-m", CALL_MODULE, stage.target or "", json.dumps(stage.with_)]
         return procs.run(argv, shell=False, cwd=cwd, env=env)
 
-    def record(self, name: str) -> Any:
+    def record(self, name: str) -> Verify:
         """Measure what the stage wrote, record it in the lock and the caches; the verify outcome."""
         stage, ctx, ws = self.stage(name), self.ctx, self.ctx.workspace
         ws.forget_params()  # the stage may have written a params file
@@ -111,7 +111,7 @@ class StageOps:
         ctx.lock.record(name, entry)
         for out in stage.outs:
             if out.cached and (path := out.file(ws)) is not None:
-                ctx.objects.save(path, outs[out.key])
+                ctx.objects.save(path, outs[out.key], name)
         key = run_key(stage, self.measured[name])
         outcome = compare_with_earlier(ctx.run_cache.candidates(key), entry) if ctx.options.verify else None
         if cacheable(stage):
@@ -127,7 +127,7 @@ class StageOps:
         return {o.key: o.lock_record(outs[o.key] or {}, ws) for o in stage.outs}
 
 
-def compare_with_earlier(earlier: list[tuple[str, dict[str, Any]]], entry: dict[str, Any]) -> Any:
+def compare_with_earlier(earlier: list[tuple[str, dict[str, Any]]], entry: dict[str, Any]) -> Verify:
     """'reproduced exactly', {metric: {old, new}}, or why there is nothing to compare with."""
     if not earlier:
         return "no earlier run with the same inputs"
@@ -142,4 +142,4 @@ def compare_with_earlier(earlier: list[tuple[str, dict[str, Any]]], entry: dict[
         return "reproduced exactly" if same else {"outputs": {"old": run_id, "new": "differ"}}
     diff = {k: {"old": a.get(k), "new": b.get(k)} for k in sorted(a.keys() | b.keys())
             if a.get(k) != b.get(k)}
-    return "reproduced exactly" if not diff else diff
+    return diff or "reproduced exactly"

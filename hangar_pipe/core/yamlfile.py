@@ -106,5 +106,5 @@ def load_data(path: Path, display: str | None = None) -> Any:
 
 def dump(data: Any) -> str:
     """Deterministic, human-readable YAML (insertion order kept)."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=100)
+    return str(yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                         allow_unicode=True, width=100))

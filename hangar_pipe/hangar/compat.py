@@ -81,7 +81,8 @@ def import_hangar() -> ModuleType:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import hangar
-    return hangar
+    module: ModuleType = hangar
+    return module
 
 
 @contextlib.contextmanager
@@ -118,4 +119,4 @@ def blosc_decompress() -> Callable[[bytes], bytes]:
     ext = importlib.util.module_from_spec(spec)
     loader.exec_module(ext)
     ext.init()
-    return lambda data: ext.decompress(data, False)  # type: ignore[no-any-return]
+    return lambda data: bytes(ext.decompress(data, False))

@@ -31,7 +31,8 @@ def _marker_path(repo: Path) -> Path:
 
 def read_marker(repo: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(_marker_path(repo).read_text())
+        marker: dict[str, Any] = json.loads(_marker_path(repo).read_text())
+        return marker
     except (FileNotFoundError, ValueError):
         return None
 

@@ -192,7 +192,7 @@ def _write_split(co: Any, base: str, x: np.ndarray, y: np.ndarray, backend: str 
             if i % 500 == 499:
                 advance(500)
         for col in (images, labels):  # a smaller split than before: drop the extra keys
-            for key in [k for k in col.keys() if not isinstance(k, int) or k >= len(x)]:
+            for key in [k for k in col.keys() if not isinstance(k, int) or k >= len(x)]:  # noqa: SIM118 (a Hangar column)
                 del col[key]
     advance(len(x) % 500)
 

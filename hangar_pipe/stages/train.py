@@ -35,9 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from hangar_pipe.core.yamlfile import load_data
 from hangar_pipe.errors import UserError
 from hangar_pipe.stages.common import progress, write_output
-from hangar_pipe.core.yamlfile import load_data
 from hangar_pipe.training.loader import BatchLoader, ColumnsDataset
 
 DEFAULTS: dict[str, Any] = {

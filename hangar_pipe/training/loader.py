@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import xxhash
 
-from hangar_pipe.errors import UserError
 from hangar_pipe.core.atomic import atomic_write
 from hangar_pipe.core.layout import columns_cache
+from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.hangar.store import HangarStore, short
 
@@ -105,11 +105,16 @@ def read_column(store: HangarStore, commit: str, name: str, keys: Sequence[bytes
     return out
 
 
+def _rows(lo: int, hi: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """Rows lo..hi of a dataset whose samples may be padded past `shape`."""
+    return (slice(lo, hi), *(slice(0, d) for d in shape))
+
+
 def _read_block(folder: Path, backend: str, uid: str, dataset: str, lo: int, hi: int,
                 shape: tuple[int, ...]) -> np.ndarray:
     if backend == "10":
         memmap = np.load(folder / f"{uid}.npy", mmap_mode="r")
-        return np.asarray(memmap[(slice(lo, hi), *(slice(0, d) for d in shape))])
+        return np.asarray(memmap[_rows(lo, hi, shape)])
     import h5py
     import hdf5plugin  # noqa: F401  (registers the blosc filter Hangar's HDF5 files use)
 
@@ -118,7 +123,7 @@ def _read_block(folder: Path, backend: str, uid: str, dataset: str, lo: int, hi:
         if backend == "00":  # rows of flattened samples
             size = int(np.prod(shape))
             return np.asarray(ds[lo:hi, :size]).reshape(hi - lo, *shape)
-        return np.asarray(ds[(slice(lo, hi), *(slice(0, d) for d in shape))])
+        return np.asarray(ds[_rows(lo, hi, shape)])
 
 
 def default_cache_dir() -> Path | None:
@@ -126,7 +131,7 @@ def default_cache_dir() -> Path | None:
     return columns_cache(Path(root)) if root else None
 
 
-class ColumnsDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class ColumnsDataset(torch.utils.data.Dataset):
     """Columns of one commit as aligned arrays (sorted keys); item i is a tuple of tensors."""
 
     def __init__(self, columns: Sequence[str], *, repo: str | os.PathLike[str] | None = None,
@@ -168,7 +173,8 @@ class ColumnsDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
             return read_column(store, self.commit, name, keys, verify=self.verify)
         path = self.cache_dir / f"{fingerprint}.npy"
         if path.exists():
-            return np.load(path)
+            cached: np.ndarray = np.load(path)
+            return cached
         array = read_column(store, self.commit, name, keys, verify=self.verify)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         import io
