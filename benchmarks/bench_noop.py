@@ -6,7 +6,10 @@ folders under benchmarks/.work/. Each tool runs it fully once; then each no-op c
 one warm-up and 7 timed runs (wall time of the whole process), the four commands interleaved
 round-robin so load from other processes affects all alike. Target: hpipe <= 0.5x DVC.
 
-Run from the repo root:  .venv/bin/python benchmarks/bench_noop.py [--reps 7] [--no-dvc]
+With `--baseline PATH/TO/hpipe` (another install, e.g. the previous commit's), that hpipe is
+timed too, on its own copy of the project, in the same round-robin: a regression check.
+
+Run from the repo root:  .venv/bin/python benchmarks/bench_noop.py [--reps 7] [--no-dvc] [--baseline HPIPE]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from _common import (
     HPIPE,
@@ -27,6 +31,7 @@ from _common import (
     run,
     table,
     twin_projects,
+    write_project,
 )
 
 PY = shlex.quote(sys.executable)
@@ -57,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--no-dvc", action="store_true", help="time hpipe only")
+    ap.add_argument("--baseline", type=Path, help="another hpipe executable, timed in the same run")
     args = ap.parse_args()
     dvc = None if args.no_dvc else ensure_dvc()
     hp_dir, dvc_dir = twin_projects("noop", STAGES, FILES, dvc)
@@ -66,6 +72,12 @@ def main() -> None:
     run([HPIPE, "repro"], hp_dir, expect="3 ran")
     cmds: dict[str, Job] = {"hpipe repro": ([HPIPE, "repro"], hp_dir, HPIPE_OK),
             "hpipe status": ([HPIPE, "status"], hp_dir, HPIPE_OK)}
+    if args.baseline:
+        base_dir = hp_dir.parent / "baseline"
+        write_project(base_dir, STAGES, FILES, "pipeline.yaml")
+        run([args.baseline, "repro"], base_dir, expect="3 ran")
+        cmds |= {"baseline repro": ([args.baseline, "repro"], base_dir, HPIPE_OK),
+                 "baseline status": ([args.baseline, "status"], base_dir, HPIPE_OK)}
     if dvc and dvc_dir:
         run([dvc, "repro"], dvc_dir, expect="Running stage 'evaluate'")
         cmds |= {"dvc repro": ([dvc, "repro"], dvc_dir, DVC_OK),
@@ -81,6 +93,13 @@ def main() -> None:
                      ratio(h.median, d.median) if d else "-", ratio(h.min, d.min) if d else "-"])
     print(table(["command", "hpipe median s", "hpipe min s", "dvc median s", "dvc min s",
                  "hpipe/dvc median", "hpipe/dvc min"], rows))
+    if args.baseline:
+        print(f"\nBaseline {args.baseline}:\n")
+        print(table(["command", "this median s", "baseline median s", "this/baseline median", "this min s",
+                     "baseline min s"],
+                    [[f"no-op {c}", t[f"hpipe {c}"].median, t[f"baseline {c}"].median,
+                      ratio(t[f"hpipe {c}"].median, t[f"baseline {c}"].median), t[f"hpipe {c}"].min,
+                      t[f"baseline {c}"].min] for c in ("repro", "status")]))
     if dvc:
         worst = max(t[f"hpipe {c}"].median / t[f"dvc {c}"].median for c in ("repro", "status"))
         print(f"\nTarget hpipe <= 0.5x DVC (medians): {'met' if worst <= 0.5 else 'MISSED'}"

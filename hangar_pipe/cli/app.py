@@ -1,7 +1,5 @@
 """The typer application and its global options; the commands are in run.py, results.py and data.py."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Annotated, Any

@@ -1,7 +1,5 @@
 """`hpipe data`: the Hangar repository behind the pipeline."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,14 +1,11 @@
 """`hpipe metrics`, `params`, `runs`, `plots` and `gc`: what the runs produced, and cleaning up after them."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hangar_pipe import reports
 from hangar_pipe.cli.app import app
 from hangar_pipe.cli.console import out, print_table
 from hangar_pipe.pipeline import Pipeline
@@ -35,6 +32,8 @@ def metrics_show(
     precision: Precision = 5,
 ) -> None:
     """Every stage's metrics, nested keys flattened to dotted names (or across runs, with --runs)."""
+    from hangar_pipe import reports
+
     pipeline = Pipeline.load()
     if runs:
         records = pipeline.runs(n)
@@ -56,6 +55,8 @@ def metrics_show(
 def runs(as_json: Json = False, n: Annotated[int, typer.Option("-n", help="How many runs.")] = 20,
          md: Markdown = False) -> None:
     """The recorded runs, newest first: when, on which data commit, what ran, key metrics."""
+    from hangar_pipe import reports
+
     records = Pipeline.load().runs(n)
     if as_json:
         out(json.dumps([r.to_dict() for r in records], indent=2, default=str))
@@ -65,6 +66,8 @@ def runs(as_json: Json = False, n: Annotated[int, typer.Option("-n", help="How m
 
 def _diff(kind: str, a: str | None, b: str | None, as_json: bool, md: bool, show_all: bool,
           precision: int) -> None:
+    from hangar_pipe import reports
+
     pipeline = Pipeline.load()
     at = reports.metrics_at if kind == "metrics" else reports.params_at
     old_source, new_source = (a or "lock"), (b or "workspace")

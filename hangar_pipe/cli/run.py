@@ -1,7 +1,5 @@
 """`hpipe repro`, `status`, `dag` and `init`: bring the pipeline up to date, say what would run, draw it."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated

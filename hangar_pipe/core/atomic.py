@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -17,6 +16,8 @@ def _umask() -> int:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, rename; the file's mode is kept."""
+    import tempfile  # not needed on the no-op path
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         try:  # keep the file's mode; a new one gets the usual 0666 & ~umask, not mkstemp's 0600

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,8 @@ class ObjectStore:
         return self.folder / digest[:2] / digest[2:]
 
     def _add(self, src: Path, digest: str) -> None:
+        import tempfile  # not needed on the no-op path
+
         target = self.path(digest)
         if target.exists():
             return

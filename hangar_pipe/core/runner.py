@@ -14,12 +14,14 @@ import signal
 import subprocess
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hangar_pipe.core.reporter import Reporter
 from hangar_pipe.errors import UserError
+
+if TYPE_CHECKING:  # concurrent.futures (and the logging it imports) loads only when a stage runs
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 Verify = str | dict[str, dict[str, Any]] | None  # "reproduced exactly", {metric: {old, new}}, or why not
 State = Literal["ran", "restored", "skipped", "would run", "failed", "blocked", "frozen", "pinned",
@@ -151,37 +153,49 @@ class Runner:
         self.procs = Processes(reporter.stage_output)
         self.stop = False  # set by a failure without keep_going: start nothing new
         self.sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(self.upstream)
+        self.pool: ThreadPoolExecutor | None = None
 
     def run(self) -> RunResult:
         t0 = time.monotonic()
         self.sorter.prepare()
         in_main = threading.current_thread() is threading.main_thread()
         old_term = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
-        pool = ThreadPoolExecutor(max_workers=self.jobs)
         interrupted = False
         try:
-            self._loop(pool)
+            self._loop()
         except KeyboardInterrupt:
             self._interrupt()
             interrupted = True
         finally:
-            pool.shutdown(wait=True)
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
             if in_main:
                 signal.signal(signal.SIGTERM, old_term)
         return RunResult([self.results[n] for n in self.order if n in self.results], interrupted,
                          time.monotonic() - t0)
 
-    def _loop(self, pool: ThreadPoolExecutor) -> None:
+    def _loop(self) -> None:
         queue: list[str] = []  # ready stages waiting for a free job slot
         while self.sorter.is_active() and not (self.stop and not self.running):
             if not self.stop:
                 queue.extend(sorted(self.sorter.get_ready(), key=self.position.__getitem__))
                 while queue and len(self.running) < self.jobs:
-                    self._start(queue.pop(0), pool)
+                    self._start(queue.pop(0))
             if self.running:
+                from concurrent.futures import FIRST_COMPLETED, wait
+
                 done, _ = wait(list(self.running), timeout=0.2, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: self.position[self.running[f][0]]):
                     self._collect(fut)
+
+    def _submit(self, name: str, reasons: dict[str, Any]) -> None:
+        """Hand the stage's commands to a pool thread (the pool starts with the first stage to run)."""
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=self.jobs)
+        self.reporter.stage_started(name, reasons)
+        self.running[self.pool.submit(self.ops.execute, name, self.procs)] = (name, reasons, time.monotonic())
 
     def _finish(self, result: StageResult) -> None:
         self.results[result.name] = result
@@ -191,7 +205,7 @@ class Runner:
     def _upstream_in(self, name: str, *states: str) -> list[str]:
         return sorted(u for u in self.upstream[name] if self.results[u].state in states)
 
-    def _start(self, name: str, pool: ThreadPoolExecutor) -> None:
+    def _start(self, name: str) -> None:
         """Decide a ready stage: blocked, held, up to date, restored, or submitted to run."""
         if failed_up := self._upstream_in(name, "failed", "blocked"):
             return self._finish(StageResult(name, "blocked", {"upstream failed": failed_up}))
@@ -212,8 +226,7 @@ class Runner:
         if source := self.ops.restore(name):
             return self._finish(StageResult(name, "restored", reasons, time.monotonic() - t0,
                                             restored_from=source))
-        self.reporter.stage_started(name, reasons)
-        self.running[pool.submit(self.ops.execute, name, self.procs)] = (name, reasons, time.monotonic())
+        self._submit(name, reasons)
 
     def _collect(self, fut: Future[int]) -> None:
         """Record a stage whose commands finished (or fail it)."""
