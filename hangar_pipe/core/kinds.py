@@ -14,6 +14,7 @@ Then `- env: SEED` in pipeline.yaml declares one.
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,16 +37,17 @@ class DataTarget:
     ref: str | None
 
 
-class Kind:
-    """What the engine asks of a dependency or output. Subclasses are frozen dataclasses."""
+class Kind(ABC):
+    """What the engine asks of a dependency or output. Subclasses are frozen dataclasses that
+    define `tag`, `key` and `measure`; every other member has a default."""
 
     tag: ClassVar[str]  # the record field naming the kind, and the `- TAG: …` key in pipeline.yaml
     role: str = "out"  # outputs: out | metric | plot
 
     @property
+    @abstractmethod
     def key(self) -> str:
         """Unique within a stage; `key_of` its record gives the same string."""
-        raise NotImplementedError
 
     @classmethod
     def key_of(cls, rec: Record) -> str:
@@ -66,9 +68,9 @@ class Kind:
         """Edges that are project paths: a folder holding one, or a path inside one, links too."""
         return ()
 
+    @abstractmethod
     def measure(self, ws: Workspace) -> Record | None:
         """The record as things are now, or None when the thing is missing."""
-        raise NotImplementedError
 
     def identity(self, rec: Record) -> Any:
         """What of a record determines a stage's result, for the run key (default: all of it)."""
