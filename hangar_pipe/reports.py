@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from hangar_pipe.core.history import RunRecord, Table, flat_values
+from hangar_pipe.core.kinds import record_key, recorded_metrics, tag_of
 from hangar_pipe.core.layout import LOCK_FILE
 from hangar_pipe.core.params import Scalar
 from hangar_pipe.errors import UserError
@@ -43,9 +44,9 @@ def lock_entries(pipeline: Pipeline, rev: str | None) -> dict[str, Any]:
 def locked_metrics(entries: dict[str, Any]) -> Table:
     table: Table = {}
     for entry in entries.values():
-        for rec in entry.get("outs") or []:
-            if "metrics" in rec:
-                table[rec["path"]] = rec["metrics"]
+        for rec in entry.get("outs") or []:  # a git revision's lock may hold anything
+            if tag_of(rec) is not None and (metrics := recorded_metrics(rec)) is not None:
+                table[record_key(rec)] = metrics
     return table
 
 

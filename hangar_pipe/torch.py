@@ -4,6 +4,16 @@ The loader lives in hangar_pipe.training.loader (a module named torch.py that im
 reads badly, so nothing else lives here).
 """
 
-from hangar_pipe.training.loader import BatchLoader, ColumnsDataset, column_keys, key_value, read_column, sort_keys
+from hangar_pipe.hangar.source import pinned_commit
+from hangar_pipe.training.loader import (
+    BatchLoader,
+    ColumnsDataset,
+    column_keys,
+    default_cache_dir,
+    key_value,
+    read_column,
+    sort_keys,
+)
 
-__all__ = ["BatchLoader", "ColumnsDataset", "column_keys", "key_value", "read_column", "sort_keys"]
+__all__ = ["BatchLoader", "ColumnsDataset", "column_keys", "default_cache_dir", "key_value", "pinned_commit",
+           "read_column", "sort_keys"]

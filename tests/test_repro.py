@@ -367,9 +367,11 @@ def test_repro_json_streams_one_event_per_line(three_stage: Project) -> None:
     assert done.err.count("stage chatter") == 3, "stage output goes to stderr"
     three_stage.write("params.yaml", three_stage.read("params.yaml").replace("lr: 0.1", "lr: 0.2"))
     events = [json.loads(line) for line in three_stage.hpipe("repro", "-n", "--json").out.splitlines()]
-    assert [(e["stage"], e["state"]) for e in events] == [
+    assert events[0] == {"event": "run_started", "run_id": None, "stages": ["prepare", "train", "evaluate"]}
+    assert [(e["stage"], e["state"]) for e in events[1:-1]] == [
         ("prepare", "skipped"), ("train", "would run"), ("evaluate", "would run")]
-    assert events[1]["reasons"] == {"changed params": {"params.yaml": {"train.lr": "modified"}}}
+    assert events[2]["reasons"] == {"changed params": {"params.yaml": {"train.lr": "modified"}}}
+    assert events[-1]["event"] == "run_done" and events[-1]["counts"] == {"skipped": 1, "would run": 2}
     three_stage.write("raw.txt", "oops, not numbers\n")
     done = three_stage.hpipe("repro", "--json", check=1)
     failed = [json.loads(line) for line in done.out.splitlines()][2]

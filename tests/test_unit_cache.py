@@ -84,8 +84,11 @@ def test_run_cache_newest_first_and_its_old_file_name(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     old = RunCache(cache / "runs.db")  # where earlier versions kept it
     old.put("k", "run-1", {"cmd": "a"})
+    (cache / "runs.db-journal").write_bytes(b"")  # as a crash mid-transaction would leave it
     runs = RunCache(cache / "run-cache.db")
     assert not (cache / "runs.db").exists(), "moved to its new name"
+    assert (cache / "run-cache.db-journal").exists(), "with its journal, so SQLite can still roll back"
+    (cache / "run-cache.db-journal").unlink()
     runs.put("k", "run-2", {"cmd": "b"})
     runs.put("k", "run-3", {"cmd": "a"})  # the same result again replaces the older row
     assert runs.candidates("k") == [("run-3", {"cmd": "a"}), ("run-2", {"cmd": "b"})]

@@ -14,6 +14,7 @@ from hangar_pipe.core.graph import Graph
 from hangar_pipe.core.repro import plan
 from hangar_pipe.core.runcache import run_key
 from hangar_pipe.core.spec import PipelineSpec, Stage, load_pipeline
+from hangar_pipe.errors import UserError
 
 
 def spec_of(tmp_path: Path, text: str) -> PipelineSpec:
@@ -115,3 +116,64 @@ def test_run_key_is_content_not_place(stage) -> None:
     assert run_key(stage, measured) == run_key(stage, same), "size is not part of the key"
     for other in (now(data="d2")[0], now(lr=0.2)[0]):
         assert run_key(stage, other) != run_key(stage, measured)
+
+
+def test_run_key_is_pinned(tmp_path) -> None:
+    """The run cache of every user depends on this digest; the one from before issue 8."""
+    stage = spec_of(tmp_path, """
+        stages:
+          train:
+            cmd: python train.py
+            deps: [data.csv, {hangar: [images]}]
+            params: [train.lr, train.epochs]
+            outs: [model.pt]
+    """).stages["train"]
+    measured = Measured({"data.csv": {"path": "data.csv", "hash": "d1", "size": 1},
+                         "hangar:.": {"hangar": ".", "ref": "master", "commit": "a=1",
+                                      "columns": {"images": {"fingerprint": "f1", "samples": 3}}}},
+                        {"params.yaml": {"train.lr": 0.1, "train.epochs": 3}})
+    assert run_key(stage, measured) == "4ef1fa8ea16ddda44aed107e43d68c46"
+
+
+def test_hangar_changes_are_worded_per_column_with_repo_and_ref(tmp_path) -> None:
+    stage = spec_of(tmp_path, """
+        stages:
+          s:
+            cmd: x
+            deps: [{hangar: [a, b]}, {hangar: {repo: ../other, ref: dev, columns: [a]}}]
+    """).stages["s"]
+    reasons = {"changed deps": {"hangar:.": {"a": "changed (1 sample modified) between x and y"},
+                                "hangar:../other@dev": {"a": "new"}, "gone.txt": "removed"}}
+    assert describe(reasons, stage) == (
+        "changed deps: hangar column a changed (1 sample modified) between x and y,"
+        " hangar column a of ../other@dev new, gone.txt (removed)")
+
+
+def test_verify_compares_metrics_then_outputs() -> None:
+    from hangar_pipe.core.stage_ops import compare_with_earlier
+
+    def entry(score: float, digest: str = "h") -> dict[str, Any]:
+        return {"outs": [{"path": "m.json", "hash": digest, "size": 1, "metrics": {"score": score}}]}
+
+    assert compare_with_earlier([], entry(1.0)) == "no earlier run with the same inputs"
+    assert compare_with_earlier([("r1", entry(1.0))], entry(1.0)) == "reproduced exactly"
+    assert compare_with_earlier([("r1", entry(1.0))], entry(2.0)) == {"m.json:score": {"old": 1.0, "new": 2.0}}
+    plain = {"outs": [{"path": "model.pt", "hash": "h1", "size": 1}]}
+    other = {"outs": [{"path": "model.pt", "hash": "h2", "size": 1}]}
+    assert compare_with_earlier([("r1", plain)], plain) == "reproduced exactly"
+    assert compare_with_earlier([("r1", plain)], other) == {"outputs": {"old": "r1", "new": "differ"}}
+
+
+def test_preflight_names_what_cannot_be_read(tmp_path) -> None:
+    from hangar_pipe import Pipeline
+
+    (tmp_path / "pipeline.yaml").write_text(textwrap.dedent("""
+        stages:
+          make: {cmd: x, outs: [build]}
+          use: {cmd: x, wdir: build, deps: [input.txt, ../missing.txt]}
+    """))
+    with pytest.raises(UserError, match=r"stages.use.deps\[1\]: dependency 'missing.txt' does not exist"):
+        Pipeline.load(tmp_path).status(["use"], single=True)  # the wdir and input.txt come from `make`
+    (tmp_path / "pipeline.yaml").write_text("stages:\n  use: {cmd: x, wdir: nowhere}\n")
+    with pytest.raises(UserError, match="stages.use.wdir: folder 'nowhere' does not exist"):
+        Pipeline.load(tmp_path).status()

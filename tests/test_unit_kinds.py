@@ -88,3 +88,10 @@ def test_only_outputs_that_write_data_say_so(tmp_path: Path) -> None:
     assert PathOut("x").cached and not PathOut("x", cache=False).cached
     assert not HangarOut(".", None, ("c",)).cached
     assert PathOut("m.json", role="metric").file(Workspace(tmp_path)) == tmp_path / "m.json"
+
+
+def test_a_lock_record_of_an_unregistered_kind_is_named(project: Project) -> None:
+    project.pipeline("stages:\n  s: {cmd: x}\n")
+    project.write("pipeline.lock", "schema: hpipe/1\nstages:\n  s:\n    cmd: x\n    deps:\n    - env: SEED\n      value: '1'\n")
+    with pytest.raises(UserError, match=r"stages.s.deps\[0\]: a record of an unknown kind 'env'"):
+        Pipeline.load(project.root).status()

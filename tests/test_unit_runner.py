@@ -22,7 +22,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
 
-    def run_started(self, run_id: str, stages: list[str]) -> None:
+    def run_started(self, run_id: str | None, stages: list[str]) -> None:
         self.events.append(("run_started", stages))
 
     def stage_started(self, name: str, reasons: dict[str, Any]) -> None:
@@ -63,6 +63,9 @@ class FakeOps:
 
     def restore(self, name: str) -> str | None:
         return self.restorable.get(name)
+
+    def launch(self, name: str) -> Any:
+        return lambda procs: self.execute(name, procs)
 
     def execute(self, name: str, procs: Processes) -> int:
         t0 = time.monotonic()
@@ -188,3 +191,29 @@ def test_sigterm_stops_running_commands_and_reports_them_interrupted(tmp_path) -
     assert ("done", ("a", "interrupted")) in reporter.events
     assert "e" not in ops.executed
     assert signal.getsignal(signal.SIGTERM) == before  # the runner put the old handler back
+
+
+def test_with_jobs_a_failure_lets_the_running_stage_finish() -> None:
+    class SlowE(FakeOps):
+        def execute(self, name: str, procs: Processes) -> int:
+            self.executed.append(name)
+            time.sleep(0.4 if name == "e" else 0.0)
+            return 1 if name == "a" else 0
+
+    ops = SlowE()
+    result, _ = run(ops, jobs=2)
+    assert result["a"].state == "failed" and result["e"].state == "ran", "e finished and was recorded"
+    assert ops.recorded == ["e"] and "b" not in ops.executed
+
+
+def test_a_stage_that_cannot_be_launched_fails_alone() -> None:
+    class Unresolvable(FakeOps):
+        def launch(self, name: str) -> Any:
+            if name == "c":
+                raise UserError("unknown ref 'mastr'")
+            return super().launch(name)
+
+    result, reporter = run(Unresolvable(), keep_going=True)
+    assert result["c"].state == "failed" and result["c"].error == "unknown ref 'mastr'"
+    assert ("started", "c") not in reporter.events
+    assert result["b"].state == "ran" and result["d"].state == "blocked"

@@ -62,7 +62,7 @@ class ConsoleReporter:
     def __init__(self, stages: dict[str, Stage]) -> None:
         self.stages = stages
 
-    def run_started(self, run_id: str, stages: list[str]) -> None:
+    def run_started(self, run_id: str | None, stages: list[str]) -> None:
         pass
 
     def stage_started(self, name: str, reasons: dict[str, Any]) -> None:

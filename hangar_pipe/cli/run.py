@@ -48,7 +48,7 @@ def repro(stages: Stages = None, force: Force = False, single_item: Single = Fal
     result = pipeline.repro(stages or None, options, reporter)
     if not as_json:
         out(summary(result, dry_run))
-        if verify:
+        if verify and result.ok:
             _print_verify(result)
     if result.interrupted:
         raise typer.Exit(130)

@@ -105,14 +105,18 @@ class RunContext:
     history: History
     options: ReproOptions
     reporter: Reporter
-    started: float = field(default_factory=time.time)
-    run_id: str = ""  # set from `started` unless given
+    started: float = 0.0  # set by `begin`
+    run_id: str = ""
 
-    def __post_init__(self) -> None:
-        if not self.run_id:
-            from hangar_pipe.core.history import new_run_id
+    def begin(self) -> None:
+        """The run starts (under the repro mutex): stamp it, and read pipeline.lock as the run
+        before it left it."""
+        from hangar_pipe.core.history import new_run_id
+        from hangar_pipe.core.lockfile import LockFile
 
-            self.run_id = new_run_id(self.started)
+        self.started = time.time()
+        self.run_id = new_run_id(self.started)
+        self.lock = LockFile(self.lock.path)
 
     @property
     def root(self) -> Path:

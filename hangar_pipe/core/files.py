@@ -51,6 +51,11 @@ class PathDep(Kind):
     def file(self, ws: Workspace) -> Path:
         return ws.root / self.path
 
+    @classmethod
+    def recorded_metrics(cls, rec: Record) -> dict[str, Any] | None:
+        metrics = rec.get("metrics")
+        return metrics if isinstance(metrics, dict) else None
+
 
 @dataclass(frozen=True)
 class PathOut(PathDep):

@@ -106,6 +106,11 @@ class Kind(ABC):
         """An output's record as it goes into the lock after its stage ran (metrics add values)."""
         return rec
 
+    @classmethod
+    def recorded_metrics(cls, rec: Record) -> dict[str, Any] | None:
+        """The metric values `lock_record` put in a record, if it is a metrics output's."""
+        return None
+
 
 def describe_change(key: str, change: Change) -> str:
     if isinstance(change, dict):
@@ -154,12 +159,21 @@ def tag_of(rec: Any) -> str | None:
     return next((f for f, v in rec.items() if f in _KINDS and isinstance(v, str)), None)
 
 
-def record_key(rec: Record) -> str:
-    """The key of the item a lock record belongs to."""
+def record_kind(rec: Record) -> type[Kind]:
+    """The kind a lock record belongs to."""
     tag = tag_of(rec)
     if tag is None:
         raise ValueError(f"not a record of a known kind: {rec!r}")
-    return kind_class(tag).key_of(rec)
+    return kind_class(tag)
+
+
+def record_key(rec: Record) -> str:
+    """The key of the item a lock record belongs to."""
+    return record_kind(rec).key_of(rec)
+
+
+def recorded_metrics(rec: Record) -> dict[str, Any] | None:
+    return record_kind(rec).recorded_metrics(rec)
 
 
 # the core's own kinds; the others are registered in hangar_pipe.plugins

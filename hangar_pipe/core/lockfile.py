@@ -34,7 +34,11 @@ def _shape_problem(entry: Any) -> tuple[str, str] | None:
             return f".{section}", "expected a list"
         for i, rec in enumerate(records):
             if tag_of(rec) is None:
-                return f".{section}[{i}]", "expected a record such as {path: ..., hash: ...}"
+                first = next(iter(rec), None) if isinstance(rec, dict) else None
+                what = (f"a record of an unknown kind '{first}' (is the plugin that defines it registered?)"
+                        if isinstance(first, str) and isinstance(rec[first], str)
+                        else "expected a record such as {path: ..., hash: ...}")
+                return f".{section}[{i}]", what
     params = entry.get("params", {})
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
         return ".params", "expected {file: {key: value}}"

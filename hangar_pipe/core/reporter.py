@@ -20,7 +20,8 @@ class Reporter(Protocol):
 
     stage_output: int | None  # where stage commands write their stdout (a file descriptor; None: ours)
 
-    def run_started(self, run_id: str, stages: list[str]) -> None: ...
+    def run_started(self, run_id: str | None, stages: list[str]) -> None:
+        """The stages this run considers, in order; `run_id` is None for a dry run."""
 
     def stage_started(self, name: str, reasons: dict[str, Any]) -> None: ...
 
@@ -37,11 +38,11 @@ class Reporter(Protocol):
 
 
 class SilentReporter:
-    """Reports nothing: the Python API's default."""
+    """Reports nothing but warnings, which go to Python's `warnings` module: the Python API's default."""
 
     stage_output: int | None = None
 
-    def run_started(self, run_id: str, stages: list[str]) -> None:
+    def run_started(self, run_id: str | None, stages: list[str]) -> None:
         pass
 
     def stage_started(self, name: str, reasons: dict[str, Any]) -> None:
@@ -54,7 +55,9 @@ class SilentReporter:
         pass
 
     def warning(self, message: str) -> None:
-        pass
+        import warnings
+
+        warnings.warn(f"hpipe: {message}", RuntimeWarning, stacklevel=2)
 
     def progress(self, name: str, what: str, done: int, total: int | None) -> None:
         pass
@@ -78,7 +81,7 @@ class JsonLinesReporter:
         self.stream.write(json.dumps({"event": event, **fields}, default=str) + "\n")
         self.stream.flush()
 
-    def run_started(self, run_id: str, stages: list[str]) -> None:
+    def run_started(self, run_id: str | None, stages: list[str]) -> None:
         self._emit("run_started", run_id=run_id, stages=stages)
 
     def stage_started(self, name: str, reasons: dict[str, Any]) -> None:

@@ -64,14 +64,17 @@ def repro(ctx: RunContext, targets: list[str] | None = None) -> RunResult:
     runner = Runner(order, ctx.graph.upstream, StageOps(ctx), ctx.reporter, held=held,
                     dry_run=options.dry_run, keep_going=options.keep_going, jobs=options.jobs)
     if options.dry_run:
-        return runner.run()
-    with ReproMutex(repro_mutex(ctx.root)) as mutex:
-        if mutex.stale_pid:
-            ctx.reporter.recovered(mutex.stale_pid)
-        ctx.lock.keep_only(set(ctx.spec.stages))
-        ctx.reporter.run_started(ctx.run_id, order)
+        ctx.reporter.run_started(None, order)
         result = runner.run()
-        record_run(ctx, result)
+    else:
+        with ReproMutex(repro_mutex(ctx.root)) as mutex:
+            if mutex.stale_pid:
+                ctx.reporter.recovered(mutex.stale_pid)
+            ctx.begin()
+            ctx.lock.keep_only(set(ctx.spec.stages))
+            ctx.reporter.run_started(ctx.run_id, order)
+            result = runner.run()
+            record_run(ctx, result)
     result.seconds = time.monotonic() - t0
     ctx.reporter.run_done(result)
     return result

@@ -34,8 +34,10 @@ class RunCache:
         self.path = path
         legacy = path.with_name("runs.db")  # its earlier name, beside the objects
         if legacy.exists() and not path.exists():
-            try:
-                legacy.rename(path)
+            try:  # a hot journal (left by a crash) moves first, so SQLite still rolls it back
+                for suffix in ("-journal", ""):
+                    if (old := legacy.with_name(legacy.name + suffix)).exists():
+                        old.rename(path.with_name(path.name + suffix))
             except FileNotFoundError:  # another hpipe renamed it first
                 pass
 

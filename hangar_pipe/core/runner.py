@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -69,12 +70,15 @@ class RunResult:
         return bool(self.named("ran", "restored", "would run", "failed"))
 
 
+Job = Callable[["Processes"], int]  # runs a stage's commands on a pool thread; their exit code
+
+
 class StageOps(Protocol):
     def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]: ...
 
     def restore(self, name: str) -> str | None: ...  # the run restored from, or None: run it
 
-    def execute(self, name: str, procs: Processes) -> int: ...
+    def launch(self, name: str) -> Job: ...  # everything the commands need, prepared on the main thread
 
     def record(self, name: str) -> Verify: ...  # the verify outcome; raise StageError if outputs are wrong
 
@@ -133,10 +137,11 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 class Runner:
     """Checks and runs `order` (a topologically sorted selection) and reports every stage.
 
-    Threads: `run`, `_start`, `_collect` and every `ops` call but `execute` run on the calling
-    (main) thread, which alone touches the results, the lock and the reporter. `ops.execute`
-    runs on a pool thread (one per job) and only waits for the stage's commands. `held` names
-    stages that must not run, with the state to report (frozen, pinned).
+    Threads: `run`, `_start`, `_collect` and every `ops` call run on the calling (main) thread,
+    which alone touches the results, the lock, the data source and the reporter. Only the job
+    that `ops.launch` returns runs on a pool thread (one per job): it starts the stage's commands
+    and waits for them. `held` names stages that must not run, with the state to report (frozen,
+    pinned).
     """
 
     def __init__(self, order: list[str], upstream: dict[str, set[str]], ops: StageOps,
@@ -190,12 +195,23 @@ class Runner:
 
     def _submit(self, name: str, reasons: dict[str, Any]) -> None:
         """Hand the stage's commands to a pool thread (the pool starts with the first stage to run)."""
+        t0 = time.monotonic()
+        try:
+            job = self.ops.launch(name)
+        except Exception as exc:  # noqa: BLE001 - e.g. its data cannot be resolved: fail this stage
+            return self._fail(name, reasons, t0, exc)
         if self.pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(max_workers=self.jobs)
         self.reporter.stage_started(name, reasons)
-        self.running[self.pool.submit(self.ops.execute, name, self.procs)] = (name, reasons, time.monotonic())
+        self.running[self.pool.submit(job, self.procs)] = (name, reasons, t0)
+
+    def _fail(self, name: str, reasons: dict[str, Any], t0: float, exc: Exception) -> None:
+        self.stop = self.stop or not self.keep_going
+        message = str(exc) if isinstance(exc, (StageError, OSError, UserError)) else (
+            f"{type(exc).__name__}: {exc}")
+        self._finish(StageResult(name, "failed", reasons, time.monotonic() - t0, message))
 
     def _finish(self, result: StageResult) -> None:
         self.results[result.name] = result
@@ -238,10 +254,7 @@ class Runner:
                                  else f"command killed by signal {-code}")
             verified = self.ops.record(name)
         except Exception as exc:  # noqa: BLE001 - any error fails this stage; the lock stays consistent
-            self.stop = self.stop or not self.keep_going
-            message = str(exc) if isinstance(exc, (StageError, OSError, UserError)) else (
-                f"{type(exc).__name__}: {exc}")
-            return self._finish(StageResult(name, "failed", reasons, time.monotonic() - t0, message))
+            return self._fail(name, reasons, t0, exc)
         self._finish(StageResult(name, "ran", reasons, time.monotonic() - t0, verify=verified))
 
     def _interrupt(self) -> None:

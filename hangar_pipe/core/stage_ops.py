@@ -9,9 +9,9 @@ from typing import Any
 
 from hangar_pipe.core.context import RunContext
 from hangar_pipe.core.decisions import Measured, lock_entry, measure_deps, measure_outs, stage_reasons
-from hangar_pipe.core.kinds import Record, record_key
+from hangar_pipe.core.kinds import Record, record_key, recorded_metrics
 from hangar_pipe.core.runcache import run_key
-from hangar_pipe.core.runner import Processes, StageError, Verify
+from hangar_pipe.core.runner import Job, Processes, StageError, Verify
 from hangar_pipe.core.spec import Stage
 
 CALL_MODULE = "hangar_pipe.core.call"  # runs a `uses:` callable in its own process
@@ -82,22 +82,28 @@ class StageOps:
                 return run_id
         return None
 
-    def execute(self, name: str, procs: Processes) -> int:
-        """Run the stage's commands (on a pool thread); their exit code."""
+    def launch(self, name: str) -> Job:
+        """The stage's working folder, environment and commands, resolved now (main thread); the
+        returned job runs them on a pool thread."""
         stage, ctx = self.stage(name), self.ctx
         cwd = str(ctx.root / stage.wdir)
         writes = next((o.writes for o in stage.outs if o.writes is not None), None)
         env = {**os.environ, **ctx.data.environment(writes), "HPIPE_STAGE": name,
                "HPIPE_ROOT": str(ctx.root)}
-        if stage.cmd is not None:
-            for command in shell_commands(stage.cmd):
+        if stage.cmd is None:
+            paths = [cwd, str(ctx.root), *filter(None, [env.get("PYTHONPATH")])]
+            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+            argv = [sys.executable, "-m", CALL_MODULE, stage.target or "", json.dumps(stage.with_)]
+            return lambda procs: procs.run(argv, shell=False, cwd=cwd, env=env)
+        commands = shell_commands(stage.cmd)
+
+        def run_commands(procs: Processes) -> int:
+            for command in commands:
                 if code := procs.run(command, shell=True, cwd=cwd, env=env):
                     return code
             return 0
-        paths = [cwd, str(ctx.root), *filter(None, [env.get("PYTHONPATH")])]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-        argv = [sys.executable, "-m", CALL_MODULE, stage.target or "", json.dumps(stage.with_)]
-        return procs.run(argv, shell=False, cwd=cwd, env=env)
+
+        return run_commands
 
     def record(self, name: str) -> Verify:
         """Measure what the stage wrote, record it in the lock and the caches; the verify outcome."""
@@ -134,7 +140,7 @@ def compare_with_earlier(earlier: list[tuple[str, dict[str, Any]]], entry: dict[
     run_id, old = earlier[0]
 
     def metrics(e: dict[str, Any]) -> dict[str, Any]:
-        return {f"{record_key(r)}:{k}": v for r in e.get("outs") or [] for k, v in r.get("metrics", {}).items()}
+        return {f"{record_key(r)}:{k}": v for r in e.get("outs") or [] for k, v in (recorded_metrics(r) or {}).items()}
 
     a, b = metrics(old), metrics(entry)
     if not a and not b:  # no metrics: compare the outputs themselves

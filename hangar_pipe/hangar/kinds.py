@@ -92,10 +92,10 @@ class HangarDep(Kind):
         return out or None
 
     def describe(self, change: Change) -> str:
-        """In data terms, per column: `hangar column X of ../other changed (1 sample modified) …`."""
+        """In data terms, per column: `hangar column X of ../other@dev changed (1 sample modified) …`."""
         if not isinstance(change, dict):
             return super().describe(change)
-        where = "" if self.repo == "." else f" of {self.repo}"
+        where = "" if self.label == "." else f" of {self.label}"
         return ", ".join(f"hangar column {col}{where} {what}" for col, what in change.items())
 
     def missing(self, ws: Workspace, produced: bool) -> str | None:
