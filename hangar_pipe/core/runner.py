@@ -1,7 +1,7 @@
 """The runner: walk the stages in graph order, check each one when its upstream is done, run what changed.
 
 It knows nothing about files, params or Hangar: a `StageOps` checks a stage (its reasons, as
-data), restores, executes and records it. Independent stages run in parallel with `jobs > 1`;
+data), restores, launches and records it. Independent stages run in parallel with `jobs > 1`;
 a failure stops new stages (or, with keep_going, only their dependents); Ctrl-C or SIGTERM
 stops the running commands and records nothing half-done.
 """

@@ -1,4 +1,4 @@
-"""How one run checks, restores, executes and records its stages: the runner's `StageOps`, on a `RunContext`."""
+"""How one run checks, restores, launches and records its stages: the runner's `StageOps`, on a `RunContext`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def cacheable(stage: Stage) -> bool:
 
 
 class StageOps:
-    """Everything stage-specific the runner does, on one run's context. Main thread, but `execute`."""
+    """Everything stage-specific the runner does, on one run's context (all on the main thread;
+    only the job `launch` returns runs on a pool thread)."""
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
