@@ -195,7 +195,7 @@ def test_always_changed_and_frozen(project: Project) -> None:
         stages:
           stamp:
             cmd: echo x >> stamps.txt
-            outs: [stamps.txt]
+            outs: [stamps.txt: {persist: true}]
             always_changed: true
           fixed:
             cmd: echo y >> fixed.txt
@@ -376,3 +376,55 @@ def test_repro_json_streams_one_event_per_line(three_stage: Project) -> None:
     done = three_stage.hpipe("repro", "--json", check=1)
     failed = [json.loads(line) for line in done.out.splitlines()][2]
     assert failed["state"] == "failed" and "exited with code 1" in failed["error"]
+
+
+def test_outputs_are_removed_before_a_stage_runs(project: Project) -> None:
+    """A rerun starts from no outputs, as a run from scratch would (DVC's rule)."""
+    project.write("params.yaml", "n: 1\n")
+    project.pipeline("""
+        stages:
+          make:
+            cmd: python -c "import yaml; n = yaml.safe_load(open('params.yaml'))['n']; import os; os.makedirs('out', exist_ok=True); open(f'out/file_{n}', 'w').write(str(n))"
+            params: [n]
+            outs: [out]
+          note:
+            cmd: echo made >> log2.txt
+            deps: [out]
+            outs: [log2.txt: {cache: false}]
+    """)
+    project.hpipe("repro")
+    project.write("params.yaml", "n: 2\n")
+    project.hpipe("repro")
+    assert sorted(p.name for p in (project.root / "out").iterdir()) == ["file_2"]
+    assert yaml.safe_load(project.read("pipeline.lock"))["stages"]["make"]["outs"][0]["nfiles"] == 1
+    assert project.read("log2.txt") == "made\n", "an appended output starts empty each run"
+
+
+def test_persistent_outputs_are_kept_and_never_restored(project: Project) -> None:
+    project.write("params.yaml", "x: a\n")
+    project.pipeline("""
+        stages:
+          grow:
+            cmd: python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['x'], file=open('log.txt', 'a'))"
+            params: [x]
+            outs: [log.txt: {persist: true}]
+    """)
+    for value in ("a", "b", "a"):
+        project.write("params.yaml", f"x: {value}\n")
+        assert project.ran(project.hpipe("repro")) == ["grow"]
+    assert project.read("log.txt") == "a\nb\na\n", "kept across runs; the A->B->A run was not restored"
+
+
+def test_an_output_through_a_link_out_of_the_project_is_not_removed(project: Project, tmp_path_factory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "esc.out").write_text("not yours")
+    (project.root / "ldir").symlink_to(outside)
+    project.pipeline("""
+        stages:
+          esc:
+            cmd: "true"
+            outs: [ldir/esc.out]
+    """)
+    done = project.hpipe("repro", check=1)
+    assert "outside the project" in done.out
+    assert (outside / "esc.out").read_text() == "not yours"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,6 +12,7 @@ from hangar_pipe.core.context import Workspace
 from hangar_pipe.core.fingerprint import fingerprint_path
 from hangar_pipe.core.kinds import Kind, Record
 from hangar_pipe.core.params import read_metrics
+from hangar_pipe.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -63,10 +65,29 @@ class PathOut(PathDep):
 
     role: str = "out"  # out | metric | plot
     cache: bool = True
+    persist: bool = False
 
     @property
     def cached(self) -> bool:
         return self.cache
+
+    @property
+    def persists(self) -> bool:
+        return self.persist
+
+    def clean(self, ws: Workspace) -> None:
+        """Remove the file or folder (a link itself, never what it points to); refuse a path whose
+        folder leads outside the project."""
+        if self.persist:
+            return
+        path = self.file(ws)
+        if not path.parent.resolve().is_relative_to(ws.root.resolve()):
+            raise UserError(f"output '{self.path}' is outside the project (through a symbolic link);"
+                            " not removed")
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
 
     def lock_record(self, rec: Record, ws: Workspace) -> Record:
         if self.role == "metric":  # metric values go in the lock, for `hpipe metrics diff`

@@ -94,6 +94,15 @@ class Kind(ABC):
         return False
 
     @property
+    def persists(self) -> bool:
+        """An output kept from one run of its stage to the next (so the run is not a pure function
+        of its inputs, and never restored from the run cache)."""
+        return False
+
+    def clean(self, ws: Workspace) -> None:
+        """Before its stage runs: remove the output, unless it persists (default: nothing to do)."""
+
+    @property
     def writes(self) -> DataTarget | None:
         """The data repository an output commits to, if it is one."""
         return None

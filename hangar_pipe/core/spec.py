@@ -34,7 +34,7 @@ _STAGE_KEYS: dict[str, type | tuple[type, ...]] = {
     "deps": list, "params": list, "outs": list, "metrics": list, "plots": list,
     "always_changed": bool, "frozen": bool,
 }
-_OUT_OPTIONS = {"cache": bool, "desc": str}
+_OUT_OPTIONS = {"cache": bool, "persist": bool, "desc": str}
 _TYPE_NAMES = {str: "a string", list: "a list", dict: "a mapping", bool: "true or false"}
 
 
@@ -207,7 +207,8 @@ def _parse_entry(ctx: SpecContext, entry: Any, keypath: KeyPath, is_out: bool,
         if is_out and (value is None or isinstance(value, dict)):  # `- path: {cache: false}`
             options = value or {}
             _check_keys(ctx.doc, options, _OUT_OPTIONS, keypath + (key,))
-            return PathOut(ctx.path(key, keypath), role=role, cache=options.get("cache", True))
+            return PathOut(ctx.path(key, keypath), role=role, cache=options.get("cache", True),
+                           persist=options.get("persist", False))
         if not is_out:
             tags = kinds.declared_tags()
             hint = did_you_mean(str(key), tags) or (f" (known kinds: {', '.join(tags)})" if tags else "")

@@ -35,9 +35,10 @@ def shell_commands(cmd: str | list[str]) -> list[str]:
 
 
 def cacheable(stage: Stage) -> bool:
-    """Restorable from the run cache: deps to key on, and only outputs the object cache keeps."""
+    """Restorable from the run cache: deps to key on, and only outputs the object cache keeps
+    (none that persists from one run to the next)."""
     return (bool(stage.deps or stage.params) and not stage.always_changed and bool(stage.outs)
-            and all(o.cached for o in stage.outs))
+            and all(o.cached and not o.persists for o in stage.outs))
 
 
 class StageOps:
@@ -87,6 +88,8 @@ class StageOps:
         """The stage's working folder, environment and commands, resolved now (main thread); the
         returned job runs them on a pool thread."""
         stage, ctx = self.stage(name), self.ctx
+        for out in stage.outs:  # a run starts from no outputs (but persistent ones), as from scratch
+            out.clean(ctx.workspace)
         cwd = str(ctx.root / stage.wdir)
         writes = next((o.writes for o in stage.outs if o.writes is not None), None)
         env = {**os.environ, **ctx.data.environment(writes), "HPIPE_STAGE": name,
