@@ -101,6 +101,7 @@ class Kind(ABC):
 
     def clean(self, ws: Workspace) -> None:
         """Before its stage runs: remove the output, unless it persists (default: nothing to do)."""
+        return None
 
     @property
     def writes(self) -> DataTarget | None:
