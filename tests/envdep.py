@@ -7,6 +7,7 @@ record has no `hash` field: `{env: SEED, value: "3"}`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,5 +38,5 @@ class EnvDep(Kind):
         value = os.environ.get(self.name)
         return None if value is None else {"env": self.name, "value": value}
 
-    def missing(self, ws: Workspace, produced: bool) -> str | None:
+    def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
         return None if self.name in os.environ else f"environment variable {self.name} is not set"

@@ -177,6 +177,25 @@ def test_missing_column_is_reported(project: Project, data: Repo) -> None:
     assert "columns there: imgs, labels, other" in line
 
 
+def test_a_misspelt_column_is_an_error_even_beside_a_written_one(project: Project, data: Repo) -> None:
+    """Only the columns an upstream stage writes may be missing before it runs."""
+    project.pipeline("""
+        stages:
+          make:
+            cmd: "true"
+            outs: [{hangar: [imgs]}]
+          train:
+            cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
+            deps: [{hangar: [imgs, labls]}]
+            outs: [model.txt]
+    """)
+    line = user_error(project.hpipe("status", check=None))
+    assert "stages.train.deps[0]: hangar column 'labls' not found in . at master" in line
+    assert "columns there: imgs, labels, other" in line
+    project.pipeline(project.read("pipeline.yaml").replace("labls", "labels"))
+    assert "train: would run" in project.hpipe("status").out
+
+
 def test_repository_with_branches_merges_and_foreign_columns(project: Project) -> None:
     repo = Repo(project.root)
     repo.write("base", imgs=images(10), labels=labels(10))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,8 +46,8 @@ class PathDep(Kind):
     def identity(self, rec: Record) -> Any:
         return rec.get("hash")
 
-    def missing(self, ws: Workspace, produced: bool) -> str | None:
-        if produced or (ws.root / self.path).exists():
+    def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
+        if produced(self.path) or (ws.root / self.path).exists():
             return None
         return f"dependency '{self.path}' does not exist and no stage produces it"
 

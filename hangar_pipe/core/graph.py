@@ -73,6 +73,10 @@ class Graph:
             found |= self.producers_of_path(path)
         return found
 
+    def produces(self, edge: str) -> bool:
+        """Whether some stage writes this edge (for a path: it, a folder holding it, or inside it)."""
+        return bool(self.producers_of_path(edge))
+
     def producers_of_path(self, path: str) -> set[str]:
         """Stages that write this project path, a folder holding it, or something inside it."""
         found = {self.producers[a] for a in (*_ancestors(path), path) if a in self.producers}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -84,8 +85,9 @@ class Kind(ABC):
         """A change in words, for status lines."""
         return describe_change(self.key, change)
 
-    def missing(self, ws: Workspace, produced: bool) -> str | None:
-        """Before a run: why this dep cannot be read (None: fine). `produced`: a stage writes it."""
+    def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
+        """Before a run: why this dep cannot be read (None: fine). `produced(edge)`: whether a
+        stage of the pipeline writes that edge (so it may be missing until that stage runs)."""
         return None
 
     @property

@@ -45,7 +45,7 @@ def preflight(ctx: RunContext, order: list[str]) -> None:
         if not (ctx.root / stage.wdir).is_dir() and not graph.producers_of_path(stage.wdir):
             raise spec.doc.error(("stages", name, "wdir"), f"folder '{stage.wdir}' does not exist")
         for i, dep in enumerate(stage.deps):
-            if reason := dep.missing(ws, produced=bool(graph.producers_of(dep))):
+            if reason := dep.missing(ws, graph.produces):
                 raise spec.doc.error(("stages", name, "deps", i), reason)
         for params in stage.params:
             if params.file not in produced:

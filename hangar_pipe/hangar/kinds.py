@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -98,19 +99,22 @@ class HangarDep(Kind):
         where = "" if self.label == "." else f" of {self.label}"
         return ", ".join(f"hangar column {col}{where} {what}" for col, what in change.items())
 
-    def missing(self, ws: Workspace, produced: bool) -> str | None:
-        """Resolves the commit this run reads, from the start; why it cannot be read, or None."""
+    def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
+        """Resolves the commit this run reads, from the start; why it cannot be read, or None.
+
+        Every column must be at that commit, but for those an upstream stage writes."""
         data = _data(ws)
         store = data.store(self.repo)
         resolved = self._resolve(data) if store is not None else None
-        if produced:
+        needed = [c for c, edge in zip(self.columns, self.edges) if not produced(edge)]
+        if not needed:
             return None
         if store is None:
             return f"no Hangar repository in {data.path(self.repo)}"
         if resolved is None:
             return str(store.unknown_ref(data.default_ref(self.repo, self.ref) or ""))
         ref, commit = resolved
-        absent = [c for c in self.columns if store.column(commit, c) is None]
+        absent = [c for c in needed if store.column(commit, c) is None]
         if absent:
             have = ", ".join(store.column_names(commit)) or "none"
             return (f"hangar column '{absent[0]}' not found in {self.repo} at {ref} ({short(commit)});"
