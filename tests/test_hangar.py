@@ -196,6 +196,30 @@ def test_a_misspelt_column_is_an_error_even_beside_a_written_one(project: Projec
     assert "train: would run" in project.hpipe("status").out
 
 
+def test_a_misspelt_data_ref_is_an_error_not_a_new_branch(project: Project, data: Repo) -> None:
+    writer = """
+        data: {ref: mastr}
+        stages:
+          make:
+            cmd: "true"
+            outs: [{hangar: [imgs]}]
+          train:
+            cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
+            deps: [{hangar: [imgs]}]
+            outs: [model.txt]
+    """
+    project.pipeline(writer)
+    for command in ("status", "repro"):
+        line = user_error(project.hpipe(command, check=None))
+        assert "stages.make.outs: this stage writes branch 'mastr' (data.ref) of ., which does not exist;" \
+               " branches: master." in line
+    assert sorted(HangarStore(project.root).branches()) == ["master"], "no branch was created"
+    project.pipeline(writer.replace("[{hangar: [imgs]}]", "[{hangar: {columns: [imgs], ref: mastr}}]"))
+    assert "make: would run" in project.hpipe("status").out  # named in the out: it creates it
+    project.pipeline(READER.replace("    stages:", "    data: {ref: mastr}\n    stages:"))  # a reader only
+    assert "unknown ref 'mastr'" in user_error(project.hpipe("status", check=None))
+
+
 def test_repository_with_branches_merges_and_foreign_columns(project: Project) -> None:
     repo = Repo(project.root)
     repo.write("base", imgs=images(10), labels=labels(10))

@@ -86,8 +86,8 @@ class Kind(ABC):
         return describe_change(self.key, change)
 
     def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
-        """Before a run: why this dep cannot be read (None: fine). `produced(edge)`: whether a
-        stage of the pipeline writes that edge (so it may be missing until that stage runs)."""
+        """Before a run: why this dep cannot be read, or this output cannot be written (None: fine).
+        `produced(edge)`: whether a stage writes that edge (so it may be missing until it runs)."""
         return None
 
     @property

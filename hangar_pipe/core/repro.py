@@ -37,7 +37,7 @@ def plan(graph: Graph, spec: PipelineSpec, targets: list[str] | None, *, single:
 
 def preflight(ctx: RunContext, order: list[str]) -> None:
     """Fail before anything runs on a missing wdir, a dep that cannot be read and that no stage
-    produces, or bad params."""
+    produces, an output that cannot be written, or bad params."""
     spec, graph, ws = ctx.spec, ctx.graph, ctx.workspace
     produced = set(graph.producers)
     for name in order:
@@ -47,6 +47,9 @@ def preflight(ctx: RunContext, order: list[str]) -> None:
         for i, dep in enumerate(stage.deps):
             if reason := dep.missing(ws, graph.produces):
                 raise spec.doc.error(("stages", name, "deps", i), reason)
+        for out in stage.outs:
+            if reason := out.missing(ws, graph.produces):
+                raise spec.doc.error(("stages", name, "outs"), reason)
         for params in stage.params:
             if params.file not in produced:
                 params.measure(ws)

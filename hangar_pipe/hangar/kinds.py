@@ -133,6 +133,21 @@ class HangarOut(HangarDep):
     def writes(self) -> DataTarget:
         return DataTarget(self.repo, self.ref)
 
+    def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
+        """A writer creates a branch only when its out names it (`ref:`): a misspelt data.ref is
+        an error, not a new branch."""
+        data = _data(ws)
+        store = data.store(self.repo)
+        if store is None or self.ref is not None:
+            return None
+        branch = data.write_branch(self.repo, None)
+        branches = store.branches()
+        if branch in branches:
+            return None
+        return (f"this stage writes branch '{branch}' (data.ref) of {self.repo}, which does not exist;"
+                f" branches: {', '.join(sorted(branches)) or 'none'}. To create it, name it in the out:"
+                f" `hangar: {{columns: [...], ref: {branch}}}`")
+
 
 def parse_hangar(ctx: SpecContext, value: Any, keypath: KeyPath, is_out: bool) -> HangarDep:
     """`hangar: [cols]` or `hangar: {repo, ref, columns}` from pipeline.yaml."""
