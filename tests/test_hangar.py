@@ -211,7 +211,7 @@ def test_a_misspelt_data_ref_is_an_error_not_a_new_branch(project: Project, data
     project.pipeline(writer)
     for command in ("status", "repro"):
         line = user_error(project.hpipe(command, check=None))
-        assert "stages.make.outs: this stage writes branch 'mastr' (data.ref) of ., which does not exist;" \
+        assert "stages.make.outs[0]: this stage writes branch 'mastr' (data.ref) of ., which does not exist;" \
                " branches: master." in line
     assert sorted(HangarStore(project.root).branches()) == ["master"], "no branch was created"
     project.pipeline(writer.replace("[{hangar: [imgs]}]", "[{hangar: {columns: [imgs], ref: mastr}}]"))

