@@ -258,21 +258,27 @@ def test_open_columns_outside_hpipe_needs_the_environment(monkeypatch) -> None:
         pass
 
 
-def test_a_writer_owns_its_columns(ingesting: Project) -> None:
-    """A commit that changes a writer's column by hand is an output change: the writer runs again."""
+def test_data_the_user_commits_is_kept_and_used(ingesting: Project) -> None:
+    """A commit by someone else to a writer's columns is new data: the writer does not run again
+    (its inputs did not change), status says so, and the stages downstream use the new commit."""
     from hangar_repo import Repo
 
     ingesting.hpipe("repro")
-    before = HangarStore(ingesting.root)
-    original = before.column(before.branches()["master"], "mnist_test_labels").fingerprint
-    Repo(ingesting.root).write("hand edit", mnist_test_labels={0: np.array([42], dtype=np.int64)})
+    mine = Repo(ingesting.root).write("hand edit", mnist_test_labels={0: np.array([42], dtype=np.int64)})
     status = ingesting.hpipe("status").out
-    assert "ingest: would run (changed outs: hangar column mnist_test_labels changed (1 sample" in status
-    ingesting.hpipe("repro")
-    store = HangarStore(ingesting.root)
-    restored = store.column(store.branches()["master"], "mnist_test_labels").fingerprint
-    assert restored == original, "the writer's output is back, in a new commit"
+    assert ("· ingest: up to date, skipped; note: outs changed by others: hangar column mnist_test_labels"
+            " changed (1 sample modified) between") in status
+    assert "count: would run (changed deps: hangar column mnist_test_labels changed (1 sample modified)" in status
+    done = ingesting.hpipe("repro")
+    assert ingesting.ran(done) == ["count"]
+    assert HangarStore(ingesting.root).branches()["master"] == mine, "the user's commit is the head"
+    assert ingesting.read("seen.txt").strip() == mine
     assert ingesting.ran(ingesting.hpipe("repro")) == []
+    x, y = sample_data()  # the writer's own input changes: it runs, on top of the user's commit
+    y[:] = 5
+    np.savez(ingesting.root / "raw.npz", x=x, y=y)
+    assert ingesting.ran(ingesting.hpipe("repro")) == ["ingest", "count"]
+    assert HangarStore(ingesting.root).parents(HangarStore(ingesting.root).branches()["master"]) == [mine]
 
 
 def test_someone_elses_staged_changes_are_never_discarded(ingesting: Project) -> None:

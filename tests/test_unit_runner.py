@@ -56,10 +56,10 @@ class FakeOps:
         self.recorded: list[str] = []
         self.spans: dict[str, tuple[float, float]] = {}
 
-    def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]:
+    def check(self, name: str, upstream_would_run: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         self.checked.append((name, upstream_would_run))
         changed = self.changed is None or name in self.changed
-        return {"changed deps": {name: "modified"}} if changed or upstream_would_run else {}
+        return {"changed deps": {name: "modified"}} if changed or upstream_would_run else {}, {}
 
     def restore(self, name: str) -> str | None:
         return self.restorable.get(name)
@@ -143,7 +143,7 @@ def test_held_and_restored_stages_do_not_execute() -> None:
 
 def test_an_error_while_checking_fails_that_stage_only_with_keep_going() -> None:
     class Broken(FakeOps):
-        def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]:
+        def check(self, name: str, upstream_would_run: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
             if name == "c":
                 raise UserError("params key gone")
             return super().check(name, upstream_would_run)

@@ -35,6 +35,8 @@ def stage_line(r: StageResult, stage: Stage | None = None) -> str:
         line = "may run ({why})"  # only if the upstream stage's outputs do change
     text = line.format(duration=r.duration or 0.0, error=r.error, restored_from=r.restored_from,
                        why=describe(r.reasons, stage))
+    if r.notes:
+        text += f"; note: {describe(r.notes, stage)}"
     return f"{MARKS.get(r.state, ' ')} {r.name}: {text}"
 
 

@@ -98,6 +98,19 @@ def stage_reasons(stage: Stage, entry: dict[str, Any] | None, deps: Measured,
     return reasons
 
 
+def output_drift(stage: Stage, entry: dict[str, Any] | None, outs: dict[str, Record | None],
+                 ws: Workspace) -> Reasons:
+    """What others changed in the stage's outputs that is no reason to run it, as notes:
+    `{"outs changed by others": {"hangar:.": {"labels": "changed (1 sample modified) …"}}}`."""
+    old_by_key = {record_key(r): r for r in (entry or {}).get("outs") or []}
+    drift: dict[str, Any] = {}
+    for out in stage.outs:
+        old, new = old_by_key.get(out.key), outs.get(out.key)
+        if old is not None and new is not None and (change := out.drift(old, new, ws)):
+            drift[out.key] = change
+    return {"outs changed by others": drift} if drift else {}
+
+
 def lock_entry(stage: Stage, deps: Measured, outs: dict[str, Record | None]) -> dict[str, Any]:
     """The lock entry of a stage that just ran: definition, dep records, param values, out records."""
     entry = stage.definition()
@@ -115,7 +128,8 @@ def describe(reasons: Reasons, stage: Stage | None = None) -> str:
     items: dict[str, dict[str, Kind]] = {}
     if stage is not None:
         items = {"changed deps": {d.key: d for d in stage.deps},
-                 "changed outs": {o.key: o for o in stage.outs}}
+                 "changed outs": {o.key: o for o in stage.outs},
+                 "outs changed by others": {o.key: o for o in stage.outs}}
     parts: list[str] = []
     for reason, detail in reasons.items():
         if detail is True:

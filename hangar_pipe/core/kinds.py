@@ -81,6 +81,11 @@ class Kind(ABC):
         """How two records of this item differ, as plain data; None when they do not."""
         return None if self.identity(old) == self.identity(new) else "modified"
 
+    def drift(self, old: Record, new: Record, ws: Workspace) -> Change | None:
+        """An output changed by others where that is no reason to rerun its stage (a commit by
+        someone else to a writer's columns): what changed, for status to mention. Default: none."""
+        return None
+
     def describe(self, change: Change) -> str:
         """A change in words, for status lines."""
         return describe_change(self.key, change)

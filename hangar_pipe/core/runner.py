@@ -37,6 +37,7 @@ class StageResult:
     duration: float | None = None
     error: str | None = None
     restored_from: str | None = None  # the run whose outputs were restored
+    notes: dict[str, Any] = field(default_factory=dict)  # worth saying, not a reason to run (data)
     verify: Verify = None  # with --verify only
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,7 +75,8 @@ Job = Callable[["Processes"], int]  # runs a stage's commands on a pool thread; 
 
 
 class StageOps(Protocol):
-    def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]: ...
+    def check(self, name: str, upstream_would_run: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(reasons to run, notes) as plain data; no reasons: up to date."""
 
     def restore(self, name: str) -> str | None: ...  # the run restored from, or None: run it
 
@@ -228,16 +230,16 @@ class Runner:
         if name in self.held:
             return self._finish(StageResult(name, self.held[name]))
         try:
-            reasons = self.ops.check(name, self._upstream_in(name, "would run"))
+            reasons, notes = self.ops.check(name, self._upstream_in(name, "would run"))
         except UserError as exc:  # e.g. a params key an upstream stage just removed
             if self.dry_run:
                 raise
             self.stop = self.stop or not self.keep_going
             return self._finish(StageResult(name, "failed", {}, 0.0, str(exc)))
         if not reasons:
-            return self._finish(StageResult(name, "skipped"))
+            return self._finish(StageResult(name, "skipped", notes=notes))
         if self.dry_run:
-            return self._finish(StageResult(name, "would run", reasons))
+            return self._finish(StageResult(name, "would run", reasons, notes=notes))
         t0 = time.monotonic()
         if source := self.ops.restore(name):
             return self._finish(StageResult(name, "restored", reasons, time.monotonic() - t0,

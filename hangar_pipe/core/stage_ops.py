@@ -8,7 +8,14 @@ import sys
 from typing import Any
 
 from hangar_pipe.core.context import RunContext
-from hangar_pipe.core.decisions import Measured, lock_entry, measure_deps, measure_outs, stage_reasons
+from hangar_pipe.core.decisions import (
+    Measured,
+    lock_entry,
+    measure_deps,
+    measure_outs,
+    output_drift,
+    stage_reasons,
+)
 from hangar_pipe.core.kinds import Record, record_key, recorded_metrics
 from hangar_pipe.core.runcache import run_key
 from hangar_pipe.core.runner import Job, Processes, StageError, Verify
@@ -55,14 +62,14 @@ class StageOps:
     def stage(self, name: str) -> Stage:
         return self.ctx.spec.stages[name]
 
-    def check(self, name: str, upstream_would_run: list[str]) -> dict[str, Any]:
-        stage, ws = self.stage(name), self.ctx.workspace
+    def check(self, name: str, upstream_would_run: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        stage, ws, entry = self.stage(name), self.ctx.workspace, self.ctx.lock.get(name)
         deps = self.measured[name] = measure_deps(stage, ws)
-        reasons = stage_reasons(stage, self.ctx.lock.get(name), deps, measure_outs(stage, ws), ws,
-                                forced=self.force)
+        outs = measure_outs(stage, ws)
+        reasons = stage_reasons(stage, entry, deps, outs, ws, forced=self.force)
         if upstream_would_run:
             reasons["upstream changed"] = upstream_would_run
-        return reasons
+        return reasons, output_drift(stage, entry, outs, ws)
 
     def restore(self, name: str) -> str | None:
         """Put back the outputs of an earlier run with the same inputs; that run's id, or None."""

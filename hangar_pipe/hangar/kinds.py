@@ -133,6 +133,17 @@ class HangarOut(HangarDep):
     def writes(self) -> DataTarget:
         return DataTarget(self.repo, self.ref)
 
+    def changes(self, old: Record, new: Record, ws: Workspace) -> dict[str, str] | None:
+        """Only columns added to or dropped from the out: a commit by someone else to the
+        writer's columns is new data, not a reason to write them again (see `drift`)."""
+        changed = super().changes(old, new, ws) or {}
+        return {c: what for c, what in changed.items() if what in ("new", "removed")} or None
+
+    def drift(self, old: Record, new: Record, ws: Workspace) -> dict[str, str] | None:
+        """How the writer's columns changed since it committed them, by others' commits."""
+        changed = super().changes(old, new, ws) or {}
+        return {c: what for c, what in changed.items() if what not in ("new", "removed")} or None
+
     def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
         """A writer creates a branch only when its out names it (`ref:`): a misspelt data.ref is
         an error, not a new branch."""
