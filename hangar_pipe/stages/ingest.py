@@ -7,7 +7,8 @@ Sources (`source:` in `with:`):
 - an NPZ file (`images:`/`labels:` name its arrays; default `x`/`y`, or `images`/`labels`);
 - `{images: FILE, labels: FILE}`: MNIST IDX files (raw or .gz) or a pair of .npy files.
 
-Images are stored as flat float32 vectors scaled to [0, 1]; labels as (1,) int64. Columns are
+Images are stored as flat float32 vectors scaled to [0, 1] (see `pixel_scale`, or give `scale:`);
+labels as (1,) int64. Columns are
 named `{prefix}_{split}_images` / `_labels` (`mnist_training_images`, ...). Re-ingesting the
 same content makes no new commit.
 """
@@ -109,14 +110,31 @@ def load_source(source: Any, *, label: str | int | None = None, images: str | No
                     " {images: FILE, labels: FILE} (IDX or .npy)")
 
 
-def normalize(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat float32 images in [0, 1] (integer pixels / 255) and (n, 1) int64 labels."""
+def pixel_scale(flat: np.ndarray, scale: float | None = None) -> tuple[float, str]:
+    """What to divide pixels by, and why: `scale` when given; an unsigned integer type's range
+    (uint8: 255); else the largest value when it is above 1 (digits valued 0-16: 16); else 1."""
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+            raise UserError(f"scale: expected a positive number, got {scale!r}")
+        return float(scale), "the scale: key"
+    if np.issubdtype(flat.dtype, np.unsignedinteger):
+        return float(np.iinfo(flat.dtype).max), f"the range of {flat.dtype}"
+    top, bottom = float(flat.max(initial=0)), float(flat.min(initial=0))
+    if top > 1.0 and bottom >= 0.0:
+        return top, "their largest value"
+    return 1.0, "already within [0, 1]" if bottom >= 0.0 else "negative values: left as they are"
+
+
+def normalize(x: np.ndarray, y: np.ndarray, scale: float | None = None
+              ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Flat float32 images divided by `pixel_scale`, (n, 1) int64 labels, and what was done."""
     if len(x) != len(y):
         raise UserError(f"{len(x)} images but {len(y)} labels")
     flat = x.reshape(len(x), -1)
-    scale = 255.0 if (np.issubdtype(flat.dtype, np.integer) or flat.max(initial=0) > 1.0) else 1.0
-    images = (flat.astype(np.float64) / scale).astype(np.float32)
-    return np.ascontiguousarray(images), y.astype(np.int64).reshape(-1, 1)
+    factor, why = pixel_scale(flat, scale)
+    images = (flat.astype(np.float64) / factor).astype(np.float32)
+    said = f"pixels divided by {factor:g} ({why}); set `scale:` in with: to choose"
+    return np.ascontiguousarray(images), y.astype(np.int64).reshape(-1, 1), said
 
 
 def split_indices(n: int, splits: dict[str, float | int], seed: int) -> dict[str, np.ndarray]:
@@ -140,7 +158,7 @@ def split_indices(n: int, splits: dict[str, float | int], seed: int) -> dict[str
 
 def run(source: Any, splits: dict[str, float | int] | None = None, seed: int = 0,
         prefix: str = "mnist", label: str | int | None = None, images: str | None = None,
-        labels: str | None = None, backend: str | None = None) -> None:
+        labels: str | None = None, backend: str | None = None, scale: float | None = None) -> None:
     """Ingest into HPIPE_DATA_REPO on HPIPE_DATA_BRANCH (set by hpipe for a stage with a hangar out)."""
     from hangar_pipe.hangar.write import writer
 
@@ -148,7 +166,8 @@ def run(source: Any, splits: dict[str, float | int] | None = None, seed: int = 0
     branch = os.environ.get("HPIPE_DATA_BRANCH", "master")
     stage = os.environ.get("HPIPE_STAGE", "ingest")
     x, y, name = load_source(source, label=label, images=images, labels=labels)
-    x, y = normalize(x, y)
+    x, y, scaled = normalize(x, y, scale)
+    print(f"{stage}: {scaled}")
     parts = split_indices(len(x), splits or DEFAULT_SPLITS, seed)
     digest = xxhash.xxh3_128(x.tobytes())
     digest.update(y.tobytes())
