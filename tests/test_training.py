@@ -108,6 +108,23 @@ def test_evaluate_outputs(trained: Project) -> None:
     assert sum(counts[i][i] for i in range(10)) == round(result["accuracy"] * 60)
 
 
+def test_evaluate_flags_a_model_trained_on_other_data(trained: Project) -> None:
+    """`repro -f -s evaluate` after new data scores a model trained on the old commit: it says so."""
+    assert json.loads(trained.read("metrics/eval.json"))["trained_on_this_data"] is True
+    x, y = tiny_data()
+    y[:5] = (y[:5] + 1) % 10  # new data: a few labels change
+    np.savez(trained.root / "raw.npz", x=x, y=y)
+    trained.hpipe("repro", "ingest")
+    done = trained.hpipe("repro", "-f", "-s", "evaluate")
+    assert "evaluate: warning: the model was trained on data commit" in done.err
+    assert "mnist_training_labels changed" in done.err
+    result = json.loads(trained.read("metrics/eval.json"))
+    assert result["trained_on_this_data"] is False
+    assert result["data_mismatch"]["evaluated_at"] == result["data_commit"] != result["train_data_commit"]
+    run = json.loads(trained.hpipe("runs", "--json", "-n", "1").out)[0]
+    assert run["metrics"]["metrics/eval.json"]["trained_on_this_data"] is False, "in the run history"
+
+
 def test_training_is_deterministic_on_cpu(trained: Project) -> None:
     first = trained.read("metrics/train.json")
     trained.hpipe("repro", "-f", "-s", "train")

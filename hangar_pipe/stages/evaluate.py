@@ -7,13 +7,33 @@ matrix (metrics/confusion.csv: rows are actual classes, columns predicted ones).
 from __future__ import annotations
 
 import json
+import sys
+from typing import Any
 
 import torch
 
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.store import HangarStore, short
 from hangar_pipe.stages.common import write_output
 from hangar_pipe.stages.train import build_model, evaluate_batches, pick_device
 from hangar_pipe.training.loader import BatchLoader, ColumnsDataset
+
+
+def training_data_mismatch(trained_on: dict[str, Any], test_set: ColumnsDataset) -> dict[str, Any] | None:
+    """How the columns the checkpoint was trained on differ at the commit evaluated, or None.
+
+    Another commit with the same training columns is no mismatch: the data is what counts.
+    """
+    store = HangarStore(test_set.repo)
+    try:
+        now = {col: store.column(test_set.commit, col) for col in trained_on.get("columns") or {}}
+    finally:
+        store.close()
+    differ = {col: "missing" if state is None else "changed" for col, state in now.items()
+              if state is None or state.fingerprint != trained_on["columns"][col]}
+    if not differ:
+        return None
+    return {"trained_on": trained_on.get("commit"), "evaluated_at": test_set.commit, "columns": differ}
 
 
 def run(images: str = "mnist_test_images", labels: str = "mnist_test_labels",
@@ -38,9 +58,16 @@ def run(images: str = "mnist_test_images", labels: str = "mnist_test_labels",
                  for c in range(classes)}
     recall = {str(c): (float(diagonal[c]) / float(actual[c]) if actual[c] else 0.0)
               for c in range(classes)}
+    mismatch = training_data_mismatch(saved.get("data") or {}, test_set)
+    if mismatch:
+        print(f"evaluate: warning: the model was trained on data commit {short(str(mismatch['trained_on']))};"
+              f" at {short(test_set.commit)}, evaluated here, its training columns differ"
+              f" ({', '.join(f'{c} {w}' for c, w in mismatch['columns'].items())}): rerun train first",
+              file=sys.stderr)
     result = {"loss": loss, "accuracy": float(diagonal.sum()) / len(test_set),
               "test_samples": len(test_set), "data_commit": test_set.commit,
               "train_data_commit": saved.get("data", {}).get("commit"),
+              "trained_on_this_data": mismatch is None, **({"data_mismatch": mismatch} if mismatch else {}),
               "precision": precision, "recall": recall}
     write_output(metrics, json.dumps(result, indent=2).encode())
     header = "actual\\predicted," + ",".join(str(c) for c in range(classes)) + "\n"
