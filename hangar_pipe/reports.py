@@ -31,13 +31,19 @@ def lock_entries(pipeline: Pipeline, rev: str | None) -> dict[str, Any]:
     """The lock's stage entries: the working copy (rev None or 'lock') or a git revision's."""
     if rev in (None, "lock"):
         return pipeline.lock.entries
-    try:
-        text = subprocess.run(["git", "show", f"{rev}:./{LOCK_FILE}"], cwd=pipeline.root,
-                              capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        detail = getattr(exc, "stderr", "") or str(exc)
-        raise UserError(f"cannot read {LOCK_FILE} at '{rev}': {detail.strip().splitlines()[-1:]}") from None
-    data = yaml.safe_load(text) or {}
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(["git", *args], cwd=pipeline.root, capture_output=True, text=True)
+        except OSError as exc:
+            raise UserError(f"cannot read {LOCK_FILE} at '{rev}': {exc.strerror}") from None
+
+    if git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").returncode != 0:
+        raise UserError(f"cannot read {LOCK_FILE} at '{rev}': not a git revision here"
+                        " (nor lock, workspace, a run id or data:<commit>)")
+    shown = git("show", f"{rev}:./{LOCK_FILE}")
+    if shown.returncode != 0:  # the revision has no lock: nothing was recorded then (as DVC)
+        return {}
+    data = yaml.safe_load(shown.stdout) or {}
     return data.get("stages") or {}
 
 

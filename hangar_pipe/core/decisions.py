@@ -117,7 +117,7 @@ def lock_entry(stage: Stage, deps: Measured, outs: dict[str, Record | None]) -> 
     if recs := [deps.deps[k] for k in sorted(deps.deps) if deps.deps[k] is not None]:
         entry["deps"] = recs
     if deps.params:
-        entry["params"] = {f: deps.params[f] for f in sorted(deps.params)}
+        entry["params"] = {f: dict(sorted(deps.params[f].items())) for f in sorted(deps.params)}
     if recs := [outs[k] for k in sorted(outs) if outs[k] is not None]:
         entry["outs"] = recs
     return entry

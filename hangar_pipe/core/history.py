@@ -72,7 +72,8 @@ def current_params(stages: Iterable[Stage], ws: Workspace) -> Table:
     table: Table = {}
     for stage in stages:
         for dep in stage.params:
-            table.setdefault(dep.file, {}).update(flat_values(dep.measure(ws)))
+            if (ws.root / dep.file).is_file():  # a deleted params file has no values now
+                table.setdefault(dep.file, {}).update(flat_values(dep.measure(ws)))
     return table
 
 

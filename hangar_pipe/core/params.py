@@ -81,11 +81,15 @@ def flatten(data: Any) -> dict[str, Scalar]:
 
 
 def read_metrics(path: Path) -> dict[str, Scalar]:
-    """A metrics file's (JSON or YAML) scalar values, or {} if it is missing or not a mapping."""
+    """A metrics file's (JSON or YAML) scalar values: a mapping flattened, a bare number as
+    `{"value": n}`; {} if it is missing or neither."""
     try:
-        return flatten(load_data(path, path.name))
+        data = load_data(path, path.name)
     except UserError:
         return {}
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        return {"value": data}
+    return flatten(data)
 
 
 def compare_values(old: dict[str, Any], new: dict[str, Any]) -> dict[str, str]:
@@ -107,6 +111,8 @@ def compare_values(old: dict[str, Any], new: dict[str, Any]) -> dict[str, str]:
 def _compare_leaves(a: dict[str, Any], b: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for leaf in sorted(a.keys() | b.keys()):
+        if (a.get(leaf) == {} and leaf not in b) or (b.get(leaf) == {} and leaf not in a):
+            continue  # an empty mapping that gained (or lost) keys: its keys say it all
         if leaf not in b:
             out[leaf] = "deleted"
         elif leaf not in a:
