@@ -187,3 +187,10 @@ def test_atomic_write_keeps_permissions(tmp_path) -> None:
     new.chmod(0o640)
     atomic.atomic_write(new, b"y")
     assert new.stat().st_mode & 0o777 == 0o640 and new.read_bytes() == b"y"
+
+
+def test_version_and_short_help(project: Project) -> None:
+    from hangar_pipe import __version__
+
+    assert project.hpipe("--version").out == f"hpipe {__version__}\n"
+    assert "Say which stages would run and why." in project.hpipe("status", "-h").out

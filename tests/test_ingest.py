@@ -157,6 +157,7 @@ def test_new_source_data_commits_and_downstream_reruns(ingesting: Project) -> No
 def test_writer_stages_are_pinned_with_data_commit(ingesting: Project) -> None:
     ingesting.hpipe("repro")
     head = HangarStore(ingesting.root).branches()["master"]
+    assert "· ingest: pinned" in ingesting.hpipe("status", "--data-commit", head[:9]).out
     done = ingesting.hpipe("repro", "-f", "--data-commit", head[:9])
     assert "· ingest: pinned" in done.out
     assert ingesting.ran(done) == ["count"]

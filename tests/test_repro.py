@@ -181,6 +181,8 @@ def test_dry_run_runs_nothing(three_stage: Project) -> None:
     done = three_stage.hpipe("repro", "-n")
     assert "prepare: would run (changed deps: raw.txt (modified))" in done.out
     assert "train: may run (upstream changed: prepare)" in done.out
+    assert ("Would run 1 stage(s): prepare. May run 2 more if their upstream's outputs change:"
+            " train, evaluate.") in done.out, "a stage that only may run is not counted as one that will"
     assert three_stage.read("data/clean.txt") == "2\n4\n6\n"
 
 

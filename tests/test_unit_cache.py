@@ -116,3 +116,20 @@ def test_long_folder_copies_report_progress(tmp_path: Path, monkeypatch) -> None
     store.save(tmp_path / "d", record(tmp_path / "d"), "prepare")
     assert events and events[-1] == ("prepare", "caching d", 5, 5)
     assert len(events) < 5, "not one event per file"
+
+
+def test_a_run_id_prefix_must_name_one_run(tmp_path: Path) -> None:
+    import pytest
+
+    from hangar_pipe.core.history import History, RunRecord
+    from hangar_pipe.errors import UserError
+
+    history = History(tmp_path / "runs.db")
+    for i, rid in enumerate(("20261128-100000-aaaa", "20261128-100000-aabb", "20261128-110000-cccc")):
+        history.append(RunRecord(id=rid, started=float(i), ended=float(i), status=0, data={}, data_commit=None))
+    assert history.find("20261128-11").id == "20261128-110000-cccc"
+    with pytest.raises(UserError, match=r"run id '20261128-100000-aa' is ambiguous: 2 runs start with it"
+                                        r" \(20261128-100000-aabb, 20261128-100000-aaaa\)"):
+        history.find("20261128-100000-aa")
+    with pytest.raises(UserError, match="no run with id 'x'"):
+        history.find("x")

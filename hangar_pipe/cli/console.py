@@ -42,8 +42,15 @@ def stage_line(r: StageResult, stage: Stage | None = None) -> str:
 
 def summary(result: RunResult, dry_run: bool) -> str:
     if dry_run:
-        would = result.named("would run")
-        return f"Would run {len(would)} stage(s): {', '.join(would)}." if would else "Everything is up to date."
+        decided = [r for r in result.stages if r.state == "would run"]
+        would = [r.name for r in decided if list(r.reasons) != ["upstream changed"]]
+        may = [r.name for r in decided if list(r.reasons) == ["upstream changed"]]
+        if not decided:
+            return "Everything is up to date."
+        text = f"Would run {len(would)} stage(s): {', '.join(would)}." if would else "Would run no stage itself."
+        if may:
+            text += f" May run {len(may)} more if their upstream's outputs change: {', '.join(may)}."
+        return text
     if result.interrupted:
         return f"Interrupted after {result.seconds:.2f}s; pipeline.lock holds every stage that finished."
     ran, failed = result.named("ran", "restored"), result.named("failed")

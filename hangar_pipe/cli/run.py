@@ -86,7 +86,7 @@ def status(
         out(json.dumps(changed, indent=2, default=str))
         return
     for r in result.stages:
-        if r.state == "would run" or r.notes:
+        if r.state in ("would run", "pinned") or r.notes:
             out(stage_line(r, pipeline.stages[r.name]))
     if not changed:
         out("Everything is up to date.")

@@ -124,7 +124,9 @@ class History:
                 raise UserError(f"no recorded run read data commit '{commit}' (see hpipe runs)")
             return found[0]
         found = self._query("SELECT record FROM runs WHERE id LIKE ? ORDER BY started DESC", (ref + "%",))
-        if len(found) != 1:
-            what = "no run" if not found else f"{len(found)} runs"
-            raise UserError(f"{what} with id '{ref}' (see hpipe runs)")
+        if not found:
+            raise UserError(f"no run with id '{ref}' (see hpipe runs)")
+        if len(found) > 1:
+            listed = ", ".join(r.id for r in found[:5]) + (", …" if len(found) > 5 else "")
+            raise UserError(f"run id '{ref}' is ambiguous: {len(found)} runs start with it ({listed})")
         return found[0]
