@@ -11,6 +11,7 @@ now) wired to Hangar as the data source; the work itself is in `hangar_pipe.core
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from hangar_pipe.core.lockfile import LockFile
 from hangar_pipe.core.mutex import ReproMutex
 from hangar_pipe.core.objects import ObjectStore
 from hangar_pipe.core.reporter import Reporter, SilentReporter
-from hangar_pipe.core.repro import repro
+from hangar_pipe.core.repro import commit, repro
 from hangar_pipe.core.runcache import RunCache
 from hangar_pipe.core.runner import RunResult
 from hangar_pipe.core.spec import PipelineSpec, Stage, load_pipeline
@@ -99,13 +100,29 @@ class Pipeline:
         """
         with self.workspace() as ws:
             return repro(self.context(ws, options or ReproOptions(), reporter or SilentReporter()),
-                         targets)
+                         self._targets(targets))
+
+    def _targets(self, targets: list[str] | None) -> list[str] | None:
+        """Targets as the graph takes them: stage names, and paths relative to the project root
+        (a path is given relative to the current folder)."""
+        if not targets:
+            return targets
+        def project_path(t: str) -> str:
+            rel = os.path.relpath(os.path.abspath(t), self.root).replace(os.sep, "/")
+            return t if rel.startswith("../") or rel == ".." else rel
+        return [t if t in self.stages else project_path(t) for t in targets]
 
     def status(self, targets: list[str] | None = None, *, single: bool = False,
                downstream: bool = False, data_commit: str | None = None) -> RunResult:
         """What `repro` would run and why; runs nothing."""
         return self.repro(targets, ReproOptions(single=single, downstream=downstream, dry_run=True,
                                                 data_commit=data_commit))
+
+    def commit(self, targets: list[str] | None = None) -> list[str]:
+        """Record the stages (all by default) in pipeline.lock as the workspace is now, without
+        running them; the names of those whose entry changed."""
+        with self.workspace() as ws:
+            return commit(self.context(ws, ReproOptions(), SilentReporter()), self._targets(targets))
 
     def dag(self, fmt: str = "ascii") -> str:
         return {"ascii": self.graph.ascii, "mermaid": self.graph.mermaid, "dot": self.graph.dot}[fmt]()

@@ -65,3 +65,10 @@ def test_params_diff_with_the_params_file_deleted(three_stage: Project) -> None:
     (three_stage.root / "params.yaml").unlink()
     rows = json.loads(three_stage.hpipe("params", "diff", "--json").out)
     assert {r["name"]: (r["old"], r["new"]) for r in rows}["train.lr"] == (0.1, None)
+
+
+def test_params_show(three_stage: Project) -> None:
+    shown = json.loads(three_stage.hpipe("params", "show", "--json").out)
+    assert shown == {"params.yaml": {"prepare.scale": 2, "train.lr": 0.1, "train.epochs": 3,
+                                     "train.opt.name": "sgd", "train.opt.momentum": 0.9}}
+    assert "| params.yaml | train.lr | 0.1 |" in three_stage.hpipe("params", "show", "--md").out

@@ -6,7 +6,7 @@ import json
 import os
 
 import yaml
-from conftest import Project
+from conftest import Project, user_error
 
 
 def test_first_run_runs_all_then_noop(three_stage: Project) -> None:
@@ -430,3 +430,30 @@ def test_an_output_through_a_link_out_of_the_project_is_not_removed(project: Pro
     done = project.hpipe("repro", check=1)
     assert "outside the project" in done.out
     assert (outside / "esc.out").read_text() == "not yours"
+
+
+def test_commit_records_the_workspace_without_running(three_stage: Project) -> None:
+    three_stage.hpipe("repro")
+    three_stage.write("raw.txt", "1\n2\n3\n\n")  # a change that, say, the user knows is harmless
+    assert "prepare: would run" in three_stage.hpipe("status").out
+    done = three_stage.hpipe("commit", "prepare")
+    assert done.out == "Recorded prepare as the workspace is now.\n"
+    assert three_stage.read("data/clean.txt") == "2\n4\n6\n", "nothing ran"
+    assert "Everything is up to date." in three_stage.hpipe("status").out
+    assert three_stage.hpipe("commit").out == "Nothing to record.\n"
+    (three_stage.root / "model.txt").unlink()
+    three_stage.write("params.yaml", three_stage.read("params.yaml").replace("lr: 0.1", "lr: 0.3"))
+    line = user_error(three_stage.hpipe("commit", "train", check=None))
+    assert line == "hpipe: error: cannot record stage 'train': output model.txt is missing"
+
+
+def test_an_output_path_is_a_target(three_stage: Project) -> None:
+    done = three_stage.hpipe("repro", "model.txt")  # written by train: train and its upstream
+    assert three_stage.ran(done) == ["prepare", "train"]
+    assert three_stage.ran(three_stage.hpipe("repro", "-f", "-s", "data/clean.txt")) == ["prepare"]
+    assert three_stage.ran(three_stage.hpipe("repro", "-f", "-s", "data")) == ["prepare"]  # a folder holding it
+    sub = three_stage.root / "data"
+    done = three_stage.hpipe("-C", str(sub), "repro", "-f", "-s", "clean.txt")  # relative to the current folder
+    assert three_stage.ran(done) == ["prepare"]
+    assert "unknown stage 'nope.txt', nor an output of one" in user_error(
+        three_stage.hpipe("repro", "nope.txt", check=None))

@@ -91,6 +91,22 @@ def metrics_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md
     _diff("metrics", a, b, as_json, md, show_all, precision)
 
 
+@params_app.command("show")
+def params_show(as_json: Json = False, md: Markdown = False, precision: Precision = 5) -> None:
+    """Every param the stages read, as it is now (dotted keys).
+
+    Example: `hpipe params show --md` for a pull-request comment.
+    """
+    from hangar_pipe import reports
+
+    table = Pipeline.load().params()
+    if as_json:
+        out(json.dumps(table, indent=2))
+        return
+    rows = [[f, k, reports.fmt(v, precision)] for f, values in table.items() for k, v in values.items()]
+    print_table("Params", ["file", "param", "value"], rows, md)
+
+
 @params_app.command("diff")
 def params_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md: Markdown = False,
                 show_all: ShowAll = False, precision: Precision = 5) -> None:

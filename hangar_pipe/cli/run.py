@@ -93,6 +93,17 @@ def status(
 
 
 @app.command()
+def commit(stages: Annotated[list[str] | None, typer.Argument(help="Stages to record (default: all).")] = None
+           ) -> None:
+    """Record stages in pipeline.lock as the workspace is now, without running them.
+
+    Example: after fixing a typo in a script that changes no output, `hpipe commit train`.
+    """
+    committed = Pipeline.load().commit(stages or None)
+    out(f"Recorded {', '.join(committed)} as the workspace is now." if committed else "Nothing to record.")
+
+
+@app.command()
 def dag(
     mermaid: Annotated[bool, typer.Option("--mermaid", help="Mermaid flowchart.")] = False,
     dot: Annotated[bool, typer.Option("--dot", help="Graphviz dot.")] = False,

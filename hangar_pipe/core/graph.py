@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import graphlib
+import posixpath
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -94,11 +95,19 @@ class Graph:
                 down[up].add(name)
         return down
 
-    def check_targets(self, targets: list[str]) -> None:
+    def stages_for(self, targets: list[str]) -> list[str]:
+        """Stage names for targets: a stage's name, or a project path that stages write (one of
+        their outputs, a folder holding one, or a path inside one)."""
+        names: list[str] = []
         for t in targets:
-            if t not in self.stages:
-                raise UserError(f"unknown stage '{t}'{did_you_mean(t, self.stages)};"
+            if t in self.stages:
+                names.append(t)
+            elif writers := self.producers_of_path(posixpath.normpath(t)):
+                names += sorted(writers)
+            else:
+                raise UserError(f"unknown stage '{t}'{did_you_mean(t, self.stages)}, nor an output of one;"
                                 f" stages: {', '.join(self.stages)}")
+        return names
 
     def select(self, targets: list[str] | None = None, *, single: bool = False,
                downstream: bool = False) -> list[str]:
@@ -106,7 +115,7 @@ class Graph:
         if not targets:
             chosen = set(self.stages)
         else:
-            self.check_targets(targets)
+            targets = self.stages_for(targets)
             chosen = set(targets)
             if not single:
                 edges = self.downstream() if downstream else self.upstream

@@ -93,3 +93,23 @@ def record_run(ctx: RunContext, result: RunResult) -> None:
         data=ctx.data.commits(), data_commit=ctx.data.main_commit(),
         stages=[r.to_dict() for r in result.stages], params=params,
         metrics=current_metrics(stages, ctx.workspace)))
+
+
+def commit(ctx: RunContext, targets: list[str] | None = None) -> list[str]:
+    """Record the selected stages (all by default, without their upstream) in pipeline.lock as the
+    workspace is now, as if they had run: DVC's `commit`. Returns the stages that changed."""
+    order = ctx.graph.select(targets, single=True)
+    preflight(ctx, order)
+    ops, committed = StageOps(ctx), []
+    with ReproMutex(repro_mutex(ctx.root)):
+        ctx.begin()
+        for name in order:
+            reasons, _ = ops.check(name, [])
+            if not reasons:
+                continue
+            missing = [o.key for o in ctx.spec.stages[name].outs if o.measure(ctx.workspace) is None]
+            if missing:
+                raise UserError(f"cannot record stage '{name}': output {', '.join(missing)} is missing")
+            ops.commit(name)
+            committed.append(name)
+    return committed

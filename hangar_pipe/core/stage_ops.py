@@ -123,17 +123,24 @@ class StageOps:
         for out in stage.outs:
             if out.writes is not None:
                 ctx.data.written(out.writes)  # its readers downstream see the new commit
+        entry = self.commit(name)
+        key = run_key(stage, self.measured[name])
+        outcome = compare_with_earlier(ctx.run_cache.candidates(key), entry) if ctx.options.verify else None
+        if cacheable(stage):
+            ctx.run_cache.put(key, ctx.run_id, entry)
+        return outcome
+
+    def commit(self, name: str) -> dict[str, Any]:
+        """Record the stage as its workspace is now (measured by `check`): lock entry and output
+        cache. `hpipe commit` calls it alone; `record` calls it after the stage ran."""
+        stage, ctx, ws = self.stage(name), self.ctx, self.ctx.workspace
         outs = self._written(stage)
         entry = lock_entry(stage, self.measured[name], dict(outs))
         ctx.lock.record(name, entry)
         for out in stage.outs:
             if out.cached and (path := out.file(ws)) is not None:
                 ctx.objects.save(path, outs[out.key], name)
-        key = run_key(stage, self.measured[name])
-        outcome = compare_with_earlier(ctx.run_cache.candidates(key), entry) if ctx.options.verify else None
-        if cacheable(stage):
-            ctx.run_cache.put(key, ctx.run_id, entry)
-        return outcome
+        return entry
 
     def _written(self, stage: Stage) -> dict[str, Record]:
         """The stage's outputs as it left them, as they go into the lock; StageError if one is missing."""
