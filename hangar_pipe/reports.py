@@ -141,8 +141,13 @@ def short(commit: str | None) -> str:
 
 def runs_table(records: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
     """(headers, rows) of `hpipe runs`: when, on which data commit, what ran, exit, key metrics."""
+    def what_ran(r: RunRecord) -> str:
+        done = [s["name"] + (" (restored)" if s["state"] == "restored" else "")
+                for s in r.stages if s["state"] in ("ran", "restored")]
+        return ", ".join(done) or "-"
+
     rows = [[r.id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), short(r.data_commit),
-             ", ".join(r.ran) or "-", str(r.status),
+             what_ran(r), str(r.status),
              ", ".join(f"{k} {fmt(v, 4)}" for k, v in key_metrics(r.metrics).items()) or "-"]
             for r in records]
     return ["run", "when", "data commit", "ran", "exit", "key metrics"], rows

@@ -101,3 +101,28 @@ def test_metrics_and_params_across_runs_and_data_commits(project: Project) -> No
     assert "no recorded run read data commit" in user_error(
         project.hpipe("metrics", "diff", "data:abcdef12", check=None))
     assert HangarStore(project.root).branches()["master"] == second
+
+
+def test_runs_table_hides_noop_runs_and_shows_restores(three_stage: Project) -> None:
+    three_stage.hpipe("repro")
+    three_stage.hpipe("repro")  # a no-op
+    params = three_stage.read("params.yaml")
+    three_stage.write("params.yaml", params.replace("lr: 0.1", "lr: 0.2"))
+    three_stage.hpipe("repro")
+    three_stage.write("params.yaml", params)
+    three_stage.hpipe("repro")  # train restored from the run cache
+    newest, _, noop, first = runs(three_stage)
+    table = three_stage.hpipe("runs", "--md").out
+    assert noop["id"] not in table and first["id"] in table and newest["id"] in table
+    assert noop["id"] in three_stage.hpipe("runs", "--md", "--all").out
+    assert "train (restored)" in table
+
+
+def test_a_failed_run_records_no_stale_metrics(three_stage: Project) -> None:
+    three_stage.hpipe("repro")
+    three_stage.write("params.yaml", three_stage.read("params.yaml").replace("lr: 0.1", "lr: 0.2"))
+    three_stage.write("steps.py", "import sys; sys.exit(3)\n")  # train reruns, and fails
+    three_stage.hpipe("repro", check=1)
+    failed = runs(three_stage)[0]
+    assert failed["status"] == 1 and "metrics.json" not in failed["metrics"], \
+        "evaluate never ran: its metrics file is the previous run's"

@@ -53,14 +53,20 @@ def metrics_show(
 
 @app.command()
 def runs(as_json: Json = False, n: Annotated[int, typer.Option("-n", help="How many runs.")] = 20,
-         md: Markdown = False) -> None:
-    """The recorded runs, newest first: when, on which data commit, what ran, key metrics."""
+         md: Markdown = False,
+         show_all: Annotated[bool, typer.Option("--all", help="Also runs that ran nothing (--json has them all).")]
+         = False) -> None:
+    """The recorded runs, newest first: when, on which data commit, what ran, key metrics.
+
+    Example: `hpipe runs -n 5 --md`.
+    """
     from hangar_pipe import reports
 
-    records = Pipeline.load().runs(n)
+    pipeline = Pipeline.load()
     if as_json:
-        out(json.dumps([r.to_dict() for r in records], indent=2, default=str))
+        out(json.dumps([r.to_dict() for r in pipeline.runs(n)], indent=2, default=str))
         return
+    records = [r for r in pipeline.runs() if show_all or not r.noop][:n]
     print_table("Runs", *reports.runs_table(records), md)
 
 

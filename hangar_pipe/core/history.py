@@ -47,6 +47,12 @@ class RunRecord:
     def ran(self) -> list[str]:
         return [s["name"] for s in self.stages if s["state"] == "ran"]
 
+    @property
+    def noop(self) -> bool:
+        """Nothing ran, was restored or failed."""
+        return self.status == 0 and all(s["state"] not in ("ran", "restored", "failed", "interrupted")
+                                        for s in self.stages)
+
 
 def new_run_id(started: float) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))

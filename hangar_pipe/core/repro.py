@@ -74,25 +74,27 @@ def repro(ctx: RunContext, targets: list[str] | None = None) -> RunResult:
             ctx.lock.keep_only(set(ctx.spec.stages))
             ctx.reporter.run_started(ctx.run_id, order)
             result = runner.run()
-            record_run(ctx, result)
+            record_run(ctx, result, order)
     result.seconds = time.monotonic() - t0
     ctx.reporter.run_done(result)
     return result
 
 
-def record_run(ctx: RunContext, result: RunResult) -> None:
-    """Append this run to the history: stages, data commits, params and metrics at the end."""
+def record_run(ctx: RunContext, result: RunResult, order: list[str]) -> None:
+    """Append this run to the history: stages, data commits, params and metrics at the end (not
+    those of stages it selected that failed or were not reached: their files are older)."""
     stages = ctx.spec.stages.values()
     try:
         params = current_params(stages, ctx.workspace)
     except UserError:
         params = {}
     status = 130 if result.interrupted else (0 if result.ok else 1)
+    broken = set(order) - set(result.named("ran", "restored", "skipped", "frozen", "pinned"))
     ctx.history.append(RunRecord(
         id=ctx.run_id, started=ctx.started, ended=time.time(), status=status,
         data=ctx.data.commits(), data_commit=ctx.data.main_commit(),
         stages=[r.to_dict() for r in result.stages], params=params,
-        metrics=current_metrics(stages, ctx.workspace)))
+        metrics=current_metrics([s for s in stages if s.name not in broken], ctx.workspace)))
 
 
 def commit(ctx: RunContext, targets: list[str] | None = None) -> list[str]:
