@@ -177,18 +177,22 @@ def test_missing_column_is_reported(project: Project, data: Repo) -> None:
     assert "columns there: imgs, labels, other" in line
 
 
+WRITER_AND_READER = """
+    data: {ref: DATA_REF}
+    stages:
+      make:
+        cmd: "true"
+        outs: [{hangar: [imgs]}]
+      train:
+        cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
+        deps: [{hangar: [READS]}]
+        outs: [model.txt]
+"""
+
+
 def test_a_misspelt_column_is_an_error_even_beside_a_written_one(project: Project, data: Repo) -> None:
     """Only the columns an upstream stage writes may be missing before it runs."""
-    project.pipeline("""
-        stages:
-          make:
-            cmd: "true"
-            outs: [{hangar: [imgs]}]
-          train:
-            cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
-            deps: [{hangar: [imgs, labls]}]
-            outs: [model.txt]
-    """)
+    project.pipeline(WRITER_AND_READER.replace("DATA_REF", "master").replace("READS", "imgs, labls"))
     line = user_error(project.hpipe("status", check=None))
     assert "stages.train.deps[0]: hangar column 'labls' not found in . at master" in line
     assert "columns there: imgs, labels, other" in line
@@ -197,17 +201,7 @@ def test_a_misspelt_column_is_an_error_even_beside_a_written_one(project: Projec
 
 
 def test_a_misspelt_data_ref_is_an_error_not_a_new_branch(project: Project, data: Repo) -> None:
-    writer = """
-        data: {ref: mastr}
-        stages:
-          make:
-            cmd: "true"
-            outs: [{hangar: [imgs]}]
-          train:
-            cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
-            deps: [{hangar: [imgs]}]
-            outs: [model.txt]
-    """
+    writer = WRITER_AND_READER.replace("DATA_REF", "mastr").replace("READS", "imgs")
     project.pipeline(writer)
     for command in ("status", "repro"):
         line = user_error(project.hpipe(command, check=None))
