@@ -320,3 +320,10 @@ def test_someone_elses_staged_changes_are_never_discarded(ingesting: Project) ->
         assert co.diff.status() == "DIRTY" and int(co.columns["mnist_test_labels"][0][0]) == 42
     finally:
         co.close()
+
+
+def test_verify_does_not_rerun_writers(ingesting: Project) -> None:
+    ingesting.hpipe("repro")
+    done = ingesting.hpipe("repro", "--verify")
+    assert "· ingest: up to date, skipped; note: not rerun by --verify (it writes Hangar data)" in done.out
+    assert ingesting.ran(done) == ["count"] and "verify count:" in done.out

@@ -66,10 +66,16 @@ class StageOps:
         stage, ws, entry = self.stage(name), self.ctx.workspace, self.ctx.lock.get(name)
         deps = self.measured[name] = measure_deps(stage, ws)
         outs = measure_outs(stage, ws)
-        reasons = stage_reasons(stage, entry, deps, outs, ws, forced=self.force)
+        # --verify reruns stages to compare their results, but a writer's result is a new commit
+        writer_under_verify = self.ctx.options.verify and any(o.writes is not None for o in stage.outs)
+        forced = self.force and not (writer_under_verify and not self.ctx.options.force)
+        reasons = stage_reasons(stage, entry, deps, outs, ws, forced=forced)
         if upstream_would_run:
             reasons["upstream changed"] = upstream_would_run
-        return reasons, output_drift(stage, entry, outs, ws)
+        notes = output_drift(stage, entry, outs, ws)
+        if writer_under_verify:
+            notes["not rerun by --verify (it writes Hangar data)"] = True
+        return reasons, notes
 
     def restore(self, name: str) -> str | None:
         """Put back the outputs of an earlier run with the same inputs; that run's id, or None."""
