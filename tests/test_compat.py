@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -46,3 +49,31 @@ def test_round_trip_on_every_backend(tmp_path, backend: str) -> None:
 def test_missing_aliases_reported_then_restored() -> None:
     compat.patch_numpy()
     assert compat.missing_numpy_aliases() == []
+
+
+WRITE_784 = """
+import sys, numpy as np
+if sys.argv[1] == "plain":
+    from hangar import Repository
+    repo = Repository(".", exists=False)
+    repo.init(user_name="u", user_email="u@example.com")
+else:
+    from hangar_pipe.data import repository
+    repo = repository(".")
+co = repo.checkout(write=True)
+co.add_ndarray_column("x", prototype=np.zeros(784, dtype=np.float32))  # Hangar's HDF5 '00' backend
+co.columns["x"][0] = np.arange(784, dtype=np.float32)
+print(co.commit("from user code"))
+co.close()
+"""
+
+
+@pytest.mark.parametrize("how", ["plain", "hpipe"])
+def test_user_code_writes_through_hangar_pipe_data(tmp_path, how: str) -> None:
+    """The one line users need to write to the project's Hangar repository from their own code."""
+    proc = subprocess.run([sys.executable, "-c", WRITE_784, how], cwd=tmp_path, capture_output=True, text=True)
+    if how == "plain":  # why the line is needed: Hangar 0.5.2 alone fails on today's numpy
+        assert proc.returncode != 0 and "has no attribute 'math'" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("a=")
