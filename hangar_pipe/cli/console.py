@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from hangar_pipe.core.decisions import describe
+from hangar_pipe.core.reporter import SilentReporter
 from hangar_pipe.core.runner import RunResult, StageResult
 from hangar_pipe.core.spec import Stage
 
@@ -63,16 +64,12 @@ def summary(result: RunResult, dry_run: bool) -> str:
     return f"{', '.join(listed)} in {result.seconds:.2f}s{tail}."
 
 
-class ConsoleReporter:
-    """Stage lines on stdout as the run goes, warnings on stderr."""
-
-    stage_output: int | None = None
+class ConsoleReporter(SilentReporter):
+    """Stage lines on stdout as the run goes, warnings on stderr (stage commands draw their own
+    progress bars; the run's summary is the CLI's)."""
 
     def __init__(self, stages: dict[str, Stage]) -> None:
         self.stages = stages
-
-    def run_started(self, run_id: str | None, stages: list[str]) -> None:
-        pass
 
     def stage_started(self, name: str, reasons: dict[str, Any]) -> None:
         out(f"→ {name}: running ({describe(reasons, self.stages.get(name))})")
@@ -85,12 +82,6 @@ class ConsoleReporter:
 
     def warning(self, message: str) -> None:
         print(f"hpipe: warning: {message}", file=sys.stderr, flush=True)
-
-    def progress(self, name: str, what: str, done: int, total: int | None) -> None:
-        pass  # stage commands draw their own progress bars
-
-    def run_done(self, result: RunResult) -> None:
-        pass
 
 
 def print_table(title: str, headers: list[str], rows: list[list[str]], md: bool) -> None:

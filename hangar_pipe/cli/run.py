@@ -52,12 +52,8 @@ def repro(stages: Stages = None, force: Force = False, single_item: Single = Fal
             _print_verify(result)
     if result.interrupted:
         raise typer.Exit(130)
-    if not result.ok or (verify and _not_reproduced(result)):
+    if not result.ok or (verify and any(isinstance(r.verify, dict) for r in result.stages)):
         raise typer.Exit(1)
-
-
-def _not_reproduced(result: RunResult) -> list[str]:
-    return [r.name for r in result.stages if isinstance(r.verify, dict)]
 
 
 def _print_verify(result: RunResult) -> None:

@@ -42,7 +42,7 @@ def preflight(ctx: RunContext, order: list[str]) -> None:
     produced = set(graph.producers)
     for name in order:
         stage = spec.stages[name]
-        if not (ctx.root / stage.wdir).is_dir() and not graph.producers_of_path(stage.wdir):
+        if not (ctx.root / stage.wdir).is_dir() and not graph.produces(stage.wdir):
             raise spec.doc.error(("stages", name, "wdir"), f"folder '{stage.wdir}' does not exist")
         for item in (*stage.deps, *stage.outs):
             if reason := item.missing(ws, graph.produces):

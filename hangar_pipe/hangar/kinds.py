@@ -80,14 +80,19 @@ class HangarDep(Kind):
 
     def changes(self, old: Record, new: Record, ws: Workspace) -> dict[str, str] | None:
         """Per column: new, removed, or how its data changed between the two commits."""
+        return self._columns_changed(old, new, ws, listed=True, content=True)
+
+    def _columns_changed(self, old: Record, new: Record, ws: Workspace, *, listed: bool, content: bool
+                         ) -> dict[str, str] | None:
+        """Per column: `listed` changes (new, removed), `content` ones (explained in data terms,
+        which reads the commits' records: only asked for when wanted)."""
         old_cols, new_cols = old.get("columns") or {}, new.get("columns") or {}
         out: dict[str, str] = {}
         for name in sorted(old_cols.keys() | new_cols.keys()):
-            if name not in old_cols:
-                out[name] = "new"
-            elif name not in new_cols:
-                out[name] = "removed"
-            elif old_cols[name].get("fingerprint") != new_cols[name].get("fingerprint"):
+            if name not in old_cols or name not in new_cols:
+                if listed:
+                    out[name] = "new" if name not in old_cols else "removed"
+            elif content and old_cols[name].get("fingerprint") != new_cols[name].get("fingerprint"):
                 store = _data(ws).store(self.repo)
                 out[name] = (store.explain(old["commit"], new["commit"], name) if store else "changed")
         return out or None
@@ -136,13 +141,11 @@ class HangarOut(HangarDep):
     def changes(self, old: Record, new: Record, ws: Workspace) -> dict[str, str] | None:
         """Only columns added to or dropped from the out: a commit by someone else to the
         writer's columns is new data, not a reason to write them again (see `drift`)."""
-        changed = super().changes(old, new, ws) or {}
-        return {c: what for c, what in changed.items() if what in ("new", "removed")} or None
+        return self._columns_changed(old, new, ws, listed=True, content=False)
 
     def drift(self, old: Record, new: Record, ws: Workspace) -> dict[str, str] | None:
         """How the writer's columns changed since it committed them, by others' commits."""
-        changed = super().changes(old, new, ws) or {}
-        return {c: what for c, what in changed.items() if what not in ("new", "removed")} or None
+        return self._columns_changed(old, new, ws, listed=False, content=True)
 
     def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
         """A writer creates a branch only when its out names it (`ref:`): a misspelt data.ref is
