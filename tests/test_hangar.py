@@ -69,11 +69,12 @@ def test_changing_one_sample_reruns_and_is_explained(project: Project, data: Rep
     old = lock_dep(project)["commit"]
     new = data.write("relabel", labels={3: np.array([7], dtype=np.int64)})
     reason = status(project)["train"]["changed deps"]["hangar:."]
-    assert reason == {"labels": f"changed (1 sample modified) between {old[:10]}… and {new[:10]}…"}
-    text = project.hpipe("status").out
-    assert "train: would run (changed deps: hangar column labels changed (1 sample modified) between a=" in text
+    assert reason == {"labels": {"from": old, "to": new, "modified": 1}}, "data: full digests, counts"
+    assert project.hpipe("status").out == "• train: would run (changed deps: hangar column labels (1 sample modified))\n"
+    assert (f"train: would run (changed deps: hangar column labels (1 sample modified) changed between"
+            f" {old[:10]} and {new[:10]})") in project.hpipe("status", "-v").out
     data.write("grow", labels={20: np.array([1], dtype=np.int64), 21: np.array([2], dtype=np.int64)})
-    assert "2 samples added" in status(project)["train"]["changed deps"]["hangar:."]["labels"]
+    assert status(project)["train"]["changed deps"]["hangar:."]["labels"]["added"] == 2
     assert project.ran(project.hpipe("repro")) == ["train"]
     assert lock_dep(project)["commit"] == HangarStore(project.root).branches()["master"]
 
@@ -91,7 +92,8 @@ def test_schema_change_reruns(project: Project, data: Repo) -> None:
 
     data.edit("float64 images", widen)
     reason = status(project)["train"]["changed deps"]["hangar:."]["imgs"]
-    assert "schema: dtype float32 -> float64" in reason
+    assert reason["schema"] == {"dtype": ["float32", "float64"]}
+    assert "imgs (20 samples modified, schema dtype float32 -> float64) changed" in project.hpipe("status", "-v").out
     assert project.ran(project.hpipe("repro")) == ["train"]
 
 

@@ -87,8 +87,10 @@ def test_param_changes_per_key(three_stage: Project) -> None:
             "train.lr": "modified", "train.opt.momentum": "deleted", "train.extra": "new"}}},
         "evaluate": {"upstream changed": ["train"]},
     }
-    text = three_stage.hpipe("status").out
+    text = three_stage.hpipe("status", "-v").out
     assert "train: would run (changed params: params.yaml: train.extra (new), train.lr (modified)" in text
+    assert "• train: would run (changed params: train.extra, train.lr, train.opt.momentum)\n" in \
+        three_stage.hpipe("status").out, "one line of 80 columns: the keys only"
 
 
 def test_unrelated_param_does_not_rerun(three_stage: Project) -> None:

@@ -142,11 +142,26 @@ def test_hangar_changes_are_worded_per_column_with_repo_and_ref(tmp_path) -> Non
             cmd: x
             deps: [{hangar: [a, b]}, {hangar: {repo: ../other, ref: dev, columns: [a]}}]
     """).stages["s"]
-    reasons = {"changed deps": {"hangar:.": {"a": "changed (1 sample modified) between x and y"},
+    span = {"from": "a=" + "1" * 40, "to": "a=" + "2" * 40}
+    reasons = {"changed deps": {"hangar:.": {"a": {**span, "modified": 1}, "b": {**span, "added": 2}},
                                 "hangar:../other@dev": {"a": "new"}, "gone.txt": "removed"}}
     assert describe(reasons, stage) == (
-        "changed deps: hangar column a changed (1 sample modified) between x and y,"
-        " hangar column a of ../other@dev new, gone.txt (removed)")
+        "changed deps: hangar columns a (1 sample modified), b (2 samples added) changed between"
+        " a=11111111 and a=22222222, hangar column a of ../other@dev new, gone.txt (removed)")
+    assert describe(reasons, stage, width=80) == (
+        "changed deps: 2 hangar columns (1 sample modified, 2 samples added), +2 more")
+    assert describe(reasons, stage, width=30) == "changed deps: 2 hangar…"
+
+
+def test_reasons_fit_the_width_whole_items_first() -> None:
+    reasons = {"changed params": {"params.yaml": {"train.lr": "modified", "train.epochs": "new"}},
+               "upstream changed": ["ingest"]}
+    full = "changed params: params.yaml: train.lr (modified), train.epochs (new); upstream changed: ingest"
+    assert describe(reasons, None) == describe(reasons, None, width=len(full)) == full
+    assert describe(reasons, None, width=70) == "changed params: train.lr, train.epochs; upstream changed: ingest"
+    assert describe(reasons, None, width=40) == "changed params: train.lr, +2 more"
+    for width in range(12, 120):
+        assert len(describe(reasons, None, width=width)) <= max(width, 16)
 
 
 def test_verify_compares_metrics_then_outputs() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from hangar_pipe.core.decisions import describe
@@ -14,8 +17,50 @@ MARKS = {"ran": "✓", "restored": "↺", "failed": "✗", "blocked": "✗", "in
          "would run": "•", "skipped": "·", "frozen": "·", "pinned": "·"}
 
 
+_COLOURS = {"ran": "32", "restored": "36", "failed": "31", "blocked": "31", "interrupted": "31",
+            "would run": "33", "running": "33", "pinned": "2", "skipped": "2", "frozen": "2"}
+
+
 def out(text: str) -> None:
     print(text, flush=True)
+
+
+def use_colour(stream: Any = None) -> bool:
+    """Colour on a terminal; plain when piped, with NO_COLOR set or TERM=dumb (FORCE_COLOR forces)."""
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return bool(getattr(stream or sys.stdout, "isatty", lambda: False)())
+
+
+@dataclass
+class Style:
+    """How stage lines look: `verbose` gives every reason in full, else a line fits `width`."""
+
+    verbose: bool = False
+    colour: bool = False
+    width: int = 80
+
+    @classmethod
+    def for_terminal(cls, verbose: bool = False) -> Style:
+        return cls(verbose, use_colour(), shutil.get_terminal_size((80, 24)).columns)
+
+    def line(self, state: str, name: str, rest: str, reasons: dict[str, Any], stage: Stage | None,
+             mark: str | None = None, notes: dict[str, Any] | None = None) -> str:
+        """`✓ train: ran in 1.20s (why); note: …`, reasons and notes fitted to the line unless verbose."""
+        head = f"{mark or MARKS.get(state, ' ')} {name}:"
+        if "{why}" in rest:
+            rest = rest.replace("{why}", self.fit(reasons, stage, len(head) + len(rest) - 4))
+        if notes:
+            rest += "; note: " + self.fit(notes, stage, len(head) + len(rest) + 9)
+        if self.colour and state in _COLOURS:
+            head = f"\033[{_COLOURS[state]}m{head}\033[0m"
+        return f"{head} {rest}"
+
+    def fit(self, reasons: dict[str, Any], stage: Stage | None, used: int) -> str:
+        """The reasons in words, in what is left of the line after `used` characters."""
+        return describe(reasons, stage, None if self.verbose else max(self.width - used, 24))
 
 
 _LINES = {  # what follows `✓ train: ` for each state
@@ -29,16 +74,18 @@ _LINES = {  # what follows `✓ train: ` for each state
 }
 
 
-def stage_line(r: StageResult, stage: Stage | None = None) -> str:
-    """`✓ train: ran in 1.20s (changed params: …)` and the like."""
+def stage_line(r: StageResult, stage: Stage | None = None, style: Style | None = None,
+               said_why: bool = False) -> str:
+    """`✓ train: ran in 1.20s (changed params: …)` and the like; `said_why`: the reasons were on
+    the stage's `running` line already, so they are not repeated."""
     line = _LINES.get(r.state, r.state)
     if r.state == "would run" and list(r.reasons) == ["upstream changed"]:
         line = "may run ({why})"  # only if the upstream stage's outputs do change
+    if said_why:
+        line = line.replace(" ({why})", "")
     text = line.format(duration=r.duration or 0.0, error=r.error, restored_from=r.restored_from,
-                       why=describe(r.reasons, stage))
-    if r.notes:
-        text += f"; note: {describe(r.notes, stage)}"
-    return f"{MARKS.get(r.state, ' ')} {r.name}: {text}"
+                       why="{why}")
+    return (style or Style(verbose=True)).line(r.state, r.name, text, r.reasons, stage, notes=r.notes)
 
 
 def summary(result: RunResult, dry_run: bool) -> str:
@@ -66,16 +113,24 @@ def summary(result: RunResult, dry_run: bool) -> str:
 
 class ConsoleReporter(SilentReporter):
     """Stage lines on stdout as the run goes, warnings on stderr (stage commands draw their own
-    progress bars; the run's summary is the CLI's)."""
+    progress bars; the run's summary is the CLI's). `quiet`: failures only."""
 
-    def __init__(self, stages: dict[str, Stage]) -> None:
+    def __init__(self, stages: dict[str, Stage], style: Style | None = None, quiet: bool = False) -> None:
         self.stages = stages
+        self.style = style or Style.for_terminal()
+        self.quiet = quiet
+        self.started: set[str] = set()
 
     def stage_started(self, name: str, reasons: dict[str, Any]) -> None:
-        out(f"→ {name}: running ({describe(reasons, self.stages.get(name))})")
+        self.started.add(name)
+        if not self.quiet:
+            out(self.style.line("running", name, "running ({why})", reasons, self.stages.get(name), "→"))
 
     def stage_done(self, result: StageResult) -> None:
-        out(stage_line(result, self.stages.get(result.name)))
+        if self.quiet and result.state not in ("failed", "blocked", "interrupted"):
+            return
+        out(stage_line(result, self.stages.get(result.name), self.style,
+                       said_why=result.name in self.started and not self.quiet))
 
     def recovered(self, pid: int) -> None:
         out(f"note: taking over from an interrupted run (process {pid})")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from hangar_pipe.cli.app import app
-from hangar_pipe.cli.console import ConsoleReporter, out, stage_line, summary
+from hangar_pipe.cli.console import ConsoleReporter, Style, out, stage_line, summary
 from hangar_pipe.core.context import ReproOptions
 from hangar_pipe.core.reporter import JsonLinesReporter, Reporter
 from hangar_pipe.core.runner import RunResult
@@ -30,6 +30,7 @@ NoRunCache = Annotated[bool, typer.Option("--no-run-cache",
                                           help="Run stages even when the run cache could restore them.")]
 Verify = Annotated[bool, typer.Option("--verify", help="Rerun every selected stage and compare its metrics with"
                                                        " those recorded for the same inputs; exit 1 on a difference.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Every reason in full, however long.")]
 JsonEvents = Annotated[bool, typer.Option("--json", help="Stream events as JSON lines on stdout (stage commands'"
                                                          " own output goes to stderr).")]
 
@@ -38,15 +39,20 @@ JsonEvents = Annotated[bool, typer.Option("--json", help="Stream events as JSON 
 def repro(stages: Stages = None, force: Force = False, single_item: Single = False,
           downstream: Downstream = False, dry_run: DryRun = False, keep_going: KeepGoing = False,
           jobs: Jobs = 1, data_commit: DataCommit = None, no_run_cache: NoRunCache = False,
-          verify: Verify = False, as_json: JsonEvents = False) -> None:
-    """Run every stage whose inputs changed, and record what ran in pipeline.lock."""
+          verify: Verify = False, as_json: JsonEvents = False, verbose: Verbose = False,
+          quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False) -> None:
+    """Run every stage whose inputs changed, and record what ran in pipeline.lock.
+
+    Example: `hpipe repro train` brings train and what it needs up to date.
+    """
     pipeline = Pipeline.load()
     options = ReproOptions(force=force, single=single_item, downstream=downstream, dry_run=dry_run,
                            keep_going=keep_going, jobs=jobs, data_commit=data_commit,
                            run_cache=not no_run_cache, verify=verify)
-    reporter: Reporter = JsonLinesReporter() if as_json else ConsoleReporter(pipeline.stages)
+    reporter: Reporter = (JsonLinesReporter() if as_json else
+                          ConsoleReporter(pipeline.stages, Style.for_terminal(verbose), quiet=quiet))
     result = pipeline.repro(stages or None, options, reporter)
-    if not as_json:
+    if not as_json and not (quiet and result.ok):
         out(summary(result, dry_run))
         if verify and result.ok:
             _print_verify(result)
@@ -71,8 +77,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the reasons as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing; exit 1 if anything would run.")] = False,
     data_commit: DataCommit = None,
+    verbose: Verbose = False,
 ) -> None:
-    """Say which stages would run and why."""
+    """Say which stages would run and why (-v: every stage, every reason in full).
+
+    Example: `hpipe status --json | jq .train` shows train's reasons as data.
+    """
     pipeline = Pipeline.load()
     result = pipeline.status(stages or None, data_commit=data_commit)
     changed = {r.name: r.reasons for r in result.stages if r.state == "would run"}
@@ -81,9 +91,10 @@ def status(
     if as_json:
         out(json.dumps(changed, indent=2, default=str))
         return
+    style = Style.for_terminal(verbose)
     for r in result.stages:
-        if r.state in ("would run", "pinned") or r.notes:
-            out(stage_line(r, pipeline.stages[r.name]))
+        if r.state in ("would run", "pinned") or r.notes or verbose:
+            out(stage_line(r, pipeline.stages[r.name], style))
     if not changed:
         out("Everything is up to date.")
 

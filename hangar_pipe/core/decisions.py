@@ -123,22 +123,57 @@ def lock_entry(stage: Stage, deps: Measured, outs: dict[str, Record | None]) -> 
     return entry
 
 
-def describe(reasons: Reasons, stage: Stage | None = None) -> str:
-    """One line of text for a reasons dict; the stage's kinds word their own changes."""
+def describe(reasons: Reasons, stage: Stage | None = None, width: int | None = None) -> str:
+    """Reasons in words, on one line; the stage's kinds word their own changes. Given a `width`,
+    the line fits it: the full words if they fit, else each item in brief, else the first items
+    and how many more, else cut at a word."""
+    text = _join(_phrases(reasons, stage, brief=False))
+    if width is None or len(text) <= width:
+        return text
+    phrases = _phrases(reasons, stage, brief=True)
+    if len(text := _join(phrases)) <= width:
+        return text
+    items = [(reason, word) for reason, words in phrases for word in words or [""]]
+    for keep in range(len(items) - 1, 0, -1):
+        shown: list[tuple[str, list[str]]] = []
+        for reason, word in items[:keep]:
+            if not shown or shown[-1][0] != reason:
+                shown.append((reason, []))
+            if word:
+                shown[-1][1].append(word)
+        if len(text := f"{_join(shown)}, +{len(items) - keep} more") <= width:
+            return text
+    return text[:width - 1].rsplit(" ", 1)[0].rstrip(",;:(") + "…"
+
+
+def _join(phrases: list[tuple[str, list[str]]]) -> str:
+    return "; ".join(f"{reason}: {', '.join(words)}" if words else reason for reason, words in phrases)
+
+
+def _phrases(reasons: Reasons, stage: Stage | None, brief: bool) -> list[tuple[str, list[str]]]:
+    """Per reason, its items in words (none for a reason that is just true)."""
     items: dict[str, dict[str, Kind]] = {}
     if stage is not None:
         items = {"changed deps": {d.key: d for d in stage.deps},
                  "changed outs": {o.key: o for o in stage.outs},
                  "outs changed by others": {o.key: o for o in stage.outs}}
-    parts: list[str] = []
+    phrases: list[tuple[str, list[str]]] = []
     for reason, detail in reasons.items():
         if detail is True:
-            parts.append(reason)
+            phrases.append((reason, []))
         elif isinstance(detail, list):
-            parts.append(f"{reason}: {', '.join(detail)}")
+            phrases.append((reason, [str(d) for d in detail]))
         else:
             known = items.get(reason, {})
-            words = [known[k].describe(v) if k in known else describe_change(k, v)
-                     for k, v in detail.items()]
-            parts.append(f"{reason}: {', '.join(words)}")
-    return "; ".join(parts)
+            phrases.append((reason, [w for k, v in detail.items() for w in _words(known.get(k), k, v, brief)]))
+    return phrases
+
+
+def _words(kind: Kind | None, key: str, change: Any, brief: bool) -> list[str]:
+    """An item's change in words; in brief, a kind's few words, or the names of what changed
+    inside it (the params' keys)."""
+    if kind is not None:
+        return [kind.brief(change) if brief else kind.describe(change)]
+    if brief:
+        return list(change) if isinstance(change, dict) else [key]
+    return [describe_change(key, change)]

@@ -90,6 +90,10 @@ class Kind(ABC):
         """A change in words, for status lines."""
         return describe_change(self.key, change)
 
+    def brief(self, change: Change) -> str:
+        """The change in a few words, where the whole does not fit a line (default: the key)."""
+        return self.key
+
     def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
         """Before a run: why this dep cannot be read, or this output cannot be written (None: fine).
         `produced(edge)`: whether a stage writes that edge (so it may be missing until it runs)."""

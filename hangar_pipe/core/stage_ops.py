@@ -74,7 +74,7 @@ class StageOps:
             reasons["upstream changed"] = upstream_would_run
         notes = output_drift(stage, entry, outs, ws)
         if writer_under_verify:
-            notes["not rerun by --verify (it writes Hangar data)"] = True
+            notes["--verify skips writers of Hangar data"] = True
         return reasons, notes
 
     def restore(self, name: str) -> str | None:

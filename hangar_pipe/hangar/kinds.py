@@ -78,31 +78,44 @@ class HangarDep(Kind):
         """The columns' fingerprints: the same data at another commit is the same input."""
         return {c: v.get("fingerprint") for c, v in rec["columns"].items()}
 
-    def changes(self, old: Record, new: Record, ws: Workspace) -> dict[str, str] | None:
+    def changes(self, old: Record, new: Record, ws: Workspace) -> dict[str, Change] | None:
         """Per column: new, removed, or how its data changed between the two commits."""
         return self._columns_changed(old, new, ws, listed=True, content=True)
 
     def _columns_changed(self, old: Record, new: Record, ws: Workspace, *, listed: bool, content: bool
-                         ) -> dict[str, str] | None:
+                         ) -> dict[str, Change] | None:
         """Per column: `listed` changes (new, removed), `content` ones (explained in data terms,
         which reads the commits' records: only asked for when wanted)."""
         old_cols, new_cols = old.get("columns") or {}, new.get("columns") or {}
-        out: dict[str, str] = {}
+        out: dict[str, Change] = {}
         for name in sorted(old_cols.keys() | new_cols.keys()):
             if name not in old_cols or name not in new_cols:
                 if listed:
                     out[name] = "new" if name not in old_cols else "removed"
             elif content and old_cols[name].get("fingerprint") != new_cols[name].get("fingerprint"):
                 store = _data(ws).store(self.repo)
-                out[name] = (store.explain(old["commit"], new["commit"], name) if store else "changed")
+                out[name] = (store.column_change(old["commit"], new["commit"], name) if store
+                             else {"from": old["commit"], "to": new["commit"]})
         return out or None
 
     def describe(self, change: Change) -> str:
-        """In data terms, per column: `hangar column X of ../other@dev changed (1 sample modified) …`."""
+        """In data terms, columns changed between the same commits together: `hangar columns a
+        (1 sample modified), b (2 samples added) of ../other@dev changed between a=… and a=…`."""
         if not isinstance(change, dict):
             return super().describe(change)
         where = "" if self.label == "." else f" of {self.label}"
-        return ", ".join(f"hangar column {col}{where} {what}" for col, what in change.items())
+        return ", ".join(describe_columns(change, where))
+
+    def brief(self, change: Change) -> str:
+        """`hangar column a (1 sample modified)`, `3 hangar columns (5 samples modified)`."""
+        if not isinstance(change, dict):
+            return super().brief(change)
+        where = "" if self.label == "." else f" of {self.label}"
+        totals = {k: sum(w.get(k, 0) for w in change.values() if isinstance(w, dict))
+                  for k in ("modified", "added", "removed")}
+        counts = ", ".join(f"{n} sample{'s' if n != 1 else ''} {k}" for k, n in totals.items() if n)
+        what = f"hangar column {next(iter(change))}" if len(change) == 1 else f"{len(change)} hangar columns"
+        return what + where + (f" ({counts})" if counts else "")
 
     def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
         """Resolves the commit this run reads, from the start; why it cannot be read, or None.
@@ -138,12 +151,12 @@ class HangarOut(HangarDep):
     def writes(self) -> DataTarget:
         return DataTarget(self.repo, self.ref)
 
-    def changes(self, old: Record, new: Record, ws: Workspace) -> dict[str, str] | None:
+    def changes(self, old: Record, new: Record, ws: Workspace) -> dict[str, Change] | None:
         """Only columns added to or dropped from the out: a commit by someone else to the
         writer's columns is new data, not a reason to write them again (see `drift`)."""
         return self._columns_changed(old, new, ws, listed=True, content=False)
 
-    def drift(self, old: Record, new: Record, ws: Workspace) -> dict[str, str] | None:
+    def drift(self, old: Record, new: Record, ws: Workspace) -> dict[str, Change] | None:
         """How the writer's columns changed since it committed them, by others' commits."""
         return self._columns_changed(old, new, ws, listed=False, content=True)
 
@@ -161,6 +174,27 @@ class HangarOut(HangarDep):
         return (f"this stage writes branch '{branch}' (data.ref) of {self.repo}, which does not exist;"
                 f" branches: {', '.join(sorted(branches)) or 'none'}. To create it, name it in the out:"
                 f" `hangar: {{columns: [...], ref: {branch}}}`")
+
+
+def describe_columns(change: dict[str, Change], where: str) -> list[str]:
+    """Column changes in words, one phrase per (from, to) span and one per listed change."""
+    spans: dict[tuple[str, str], list[str]] = {}
+    phrases: list[str] = []
+    for col, what in change.items():
+        if not isinstance(what, dict):
+            phrases.append(f"hangar column {col}{where} {what}")
+            continue
+        counts = [f"{n} sample{'s' if n != 1 else ''} {k}" for k in ("modified", "added", "removed")
+                  if (n := what.get(k))]
+        counts += [f"schema {k} {a} -> {b}" for k, (a, b) in (what.get("schema") or {}).items()]
+        if "column" in what:
+            counts.append(f"column {what['column']}")
+        detail = f" ({', '.join(counts)})" if counts else ""
+        spans.setdefault((str(what.get("from")), str(what.get("to"))), []).append(f"{col}{detail}")
+    for (a, b), cols in spans.items():
+        noun = "column" if len(cols) == 1 else "columns"
+        phrases.append(f"hangar {noun} {', '.join(cols)}{where} changed between {a[:10]} and {b[:10]}")
+    return phrases
 
 
 def parse_hangar(ctx: SpecContext, value: Any, keypath: KeyPath, is_out: bool) -> HangarDep:

@@ -230,21 +230,18 @@ class HangarStore:
             raise UserError(f"no stored data for {missing} in {self.path} (a partial clone?)")
         return [raw.split(b":") for raw in raws]
 
-    def explain(self, old_commit: str, new_commit: str, name: str) -> str:
-        """How a column changed between two commits, in data terms."""
-        span = f"between {short(old_commit)} and {short(new_commit)}"
+    def column_change(self, old_commit: str, new_commit: str, name: str) -> dict[str, Any]:
+        """How a column changed between two commits, as data: `{"from": …, "to": …, "modified": 5}`
+        (sample counts that are not zero; `schema` when it changed; `column`: added or removed)."""
+        change: dict[str, Any] = {"from": old_commit, "to": new_commit}
         if not self.has_commit(old_commit):
-            return f"changed {span}"
+            return change
         old, new = self.column(old_commit, name), self.column(new_commit, name)
         if old is None or new is None:
-            return f"{'added' if old is None else 'removed'} {span}"
-        parts = []
-        changed = {k: (old.schema[k], new.schema[k]) for k in old.schema if old.schema[k] != new.schema[k]}
-        if changed:
-            parts.append("schema: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
+            return {**change, "column": "added" if old is None else "removed"}
+        if schema := {k: [old.schema[k], new.schema[k]] for k in old.schema if old.schema[k] != new.schema[k]}:
+            change["schema"] = schema
         a, b = self.samples(old_commit, name), self.samples(new_commit, name)
         counts = {"modified": sum(1 for k in a.keys() & b.keys() if a[k] != b[k]),
                   "added": len(b.keys() - a.keys()), "removed": len(a.keys() - b.keys())}
-        parts += [f"{n} samples {what}" if n != 1 else f"1 sample {what}"
-                  for what, n in counts.items() if n]
-        return f"changed ({', '.join(parts) or 'records differ'}) {span}"
+        return {**change, **{what: n for what, n in counts.items() if n}}
