@@ -279,3 +279,12 @@ def test_readers_see_the_commit_resolved_at_the_start(project: Project, data: Re
     assert project.read("second.txt").strip() == start
     assert lock_dep(project, "second")["commit"] == start
     assert "second" in status(project) and "first" in status(project)
+
+
+def test_the_in_project_hangar_repository_is_ignored_by_git(project: Project, data: Repo) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q"], cwd=project.root, check=True)
+    project.pipeline(READER)
+    project.hpipe("repro")
+    assert {"/.hpipe/", "/.hangar", "/model.txt"} <= set(project.read(".gitignore").splitlines())

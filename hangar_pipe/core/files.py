@@ -90,6 +90,10 @@ class PathOut(PathDep):
         elif path.is_dir():
             shutil.rmtree(path)
 
+    def ignored(self, ws: Workspace) -> list[Path]:
+        """A cached output is hpipe's to keep, not git's; a `cache: false` one is the user's."""
+        return [self.file(ws)] if self.cache else []
+
     def lock_record(self, rec: Record, ws: Workspace) -> Record:
         if self.role == "metric":  # metric values go in the lock, for `hpipe metrics diff`
             return {**rec, "metrics": read_metrics(self.file(ws))}

@@ -123,6 +123,11 @@ class Kind(ABC):
         """The workspace file or folder this item is, if it is one (metrics and plots are read there)."""
         return None
 
+    def ignored(self, ws: Workspace) -> list[Path]:
+        """What of this item git should not track, once its stage is recorded (default: nothing;
+        cached outputs and in-project Hangar repositories say so)."""
+        return []
+
     def lock_record(self, rec: Record, ws: Workspace) -> Record:
         """An output's record as it goes into the lock after its stage ran (metrics add values)."""
         return rec

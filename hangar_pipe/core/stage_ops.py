@@ -16,6 +16,7 @@ from hangar_pipe.core.decisions import (
     output_drift,
     stage_reasons,
 )
+from hangar_pipe.core.gitignore import ensure_ignored
 from hangar_pipe.core.kinds import Record, record_key, recorded_metrics
 from hangar_pipe.core.runcache import run_key
 from hangar_pipe.core.runner import Job, Processes, StageError, Verify
@@ -94,6 +95,7 @@ class StageOps:
                    for k, r in recs.items()):
                 # the inputs as they are now (this commit), with the outputs of that earlier run
                 self.ctx.lock.record(name, lock_entry(stage, measured, dict(recs)))
+                self._keep_out_of_git(stage)
                 return run_id
         return None
 
@@ -146,7 +148,13 @@ class StageOps:
         for out in stage.outs:
             if out.cached and (path := out.file(ws)) is not None:
                 ctx.objects.save(path, outs[out.key], name)
+        self._keep_out_of_git(stage)
         return entry
+
+    def _keep_out_of_git(self, stage: Stage) -> None:
+        """Once a stage is recorded, what of it hpipe keeps goes in .gitignore (see core.gitignore)."""
+        ws = self.ctx.workspace
+        ensure_ignored(ws.root, [p for item in (*stage.deps, *stage.outs) for p in item.ignored(ws)])
 
     def _written(self, stage: Stage) -> dict[str, Record]:
         """The stage's outputs as it left them, as they go into the lock; StageError if one is missing."""

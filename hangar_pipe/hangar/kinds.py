@@ -12,6 +12,7 @@ import os
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from hangar_pipe.core.context import Workspace
@@ -73,6 +74,10 @@ class HangarDep(Kind):
                 return None
             columns[name] = {"fingerprint": state.fingerprint, "samples": state.samples}
         return {"hangar": self.label, "ref": ref, "commit": commit, "columns": columns}
+
+    def ignored(self, ws: Workspace) -> list[Path]:
+        """The repository's `.hangar` folder, when it lives in the project: Hangar versions it."""
+        return [_data(ws).path(self.repo) / ".hangar"]
 
     def identity(self, rec: Record) -> Any:
         """The columns' fingerprints: the same data at another commit is the same input."""
