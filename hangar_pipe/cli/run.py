@@ -120,9 +120,20 @@ def dag(
 
 
 @app.command()
-def init() -> None:
-    """Write a starter pipeline.yaml and params.yaml here and ignore .hpipe/ in git. Never overwrites."""
-    from hangar_pipe.cli.scaffold import init_project
+def init(
+    hangar: Annotated[bool, typer.Option("--hangar", help="The Hangar layout: a data section and an"
+                                         " ingest -> train -> evaluate pipeline on --source.")] = False,
+    source: Annotated[str, typer.Option("--source", metavar="FILE",
+                                        help="With --hangar: your data, a .csv(.gz) or .npz file"
+                                             " (default: the MNIST sample, mnist-5k).")] = "mnist-5k",
+    prefix: Annotated[str, typer.Option("--prefix", help="With --hangar: column names' prefix.")] = "data",
+) -> None:
+    """Write a starter pipeline.yaml and params.yaml here and ignore .hpipe/ in git. Never overwrites.
 
-    for message in init_project(Path.cwd()):
+    Example: `hpipe init --hangar --source digits.csv && hpipe repro`.
+    """
+    from hangar_pipe.cli.scaffold import hangar_files, init_project
+
+    files = hangar_files(source, prefix) if hangar else None
+    for message in init_project(Path.cwd(), files):
         out(message)
