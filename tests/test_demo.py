@@ -30,7 +30,7 @@ def test_demo_pipeline_and_data_commit_reproduction(project: Project) -> None:
     project.pipeline(project.read("pipeline.yaml").replace("seed: 0}", "seed: 1}"))
     second = project.hpipe("repro")
     assert project.ran(second) == ["ingest", "train", "evaluate"]
-    assert "→ train: running (changed deps: 4 hangar columns (" in second.out and "samples modified" in second.out
+    assert "→ train: running (changed deps: 4 columns (" in second.out and " modified" in second.out
     assert project.read("metrics/train.json") != first_train
 
     pinned = project.hpipe("repro", "--data-commit", first_commit)  # seen before: restored

@@ -70,7 +70,7 @@ def test_changing_one_sample_reruns_and_is_explained(project: Project, data: Rep
     new = data.write("relabel", labels={3: np.array([7], dtype=np.int64)})
     reason = status(project)["train"]["changed deps"]["hangar:."]
     assert reason == {"labels": {"from": old, "to": new, "modified": 1}}, "data: full digests, counts"
-    assert project.hpipe("status").out == "• train: would run (changed deps: hangar column labels (1 sample modified))\n"
+    assert project.hpipe("status").out == "• train: would run (changed deps: column labels (1 modified))\n"
     assert (f"train: would run (changed deps: hangar column labels (1 sample modified) changed between"
             f" {old[:10]} and {new[:10]})") in project.hpipe("status", "-v").out
     data.write("grow", labels={20: np.array([1], dtype=np.int64), 21: np.array([2], dtype=np.int64)})

@@ -149,8 +149,10 @@ def test_hangar_changes_are_worded_per_column_with_repo_and_ref(tmp_path) -> Non
         "changed deps: hangar columns a (1 sample modified), b (2 samples added) changed between"
         " a=11111111 and a=22222222, hangar column a of ../other@dev new, gone.txt (removed)")
     assert describe(reasons, stage, width=80) == (
-        "changed deps: 2 hangar columns (1 sample modified, 2 samples added), +2 more")
-    assert describe(reasons, stage, width=30) == "changed deps: 2 hangar…"
+        "changed deps: 2 columns (1 modified, 2 added), +2 more")
+    assert describe(reasons, stage, width=100) == (
+        "changed deps: 2 columns (1 modified, 2 added), column a of ../other@dev (1 new), gone.txt")
+    assert describe(reasons, stage, width=30) == "changed deps: 2 columns…"
 
 
 def test_reasons_fit_the_width_whole_items_first() -> None:

@@ -19,7 +19,10 @@ def data_unlock(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     repo: Annotated[Path | None, typer.Option("--repo", help="The repository folder (default: data.repo).")] = None,
 ) -> None:
-    """Release Hangar's writer lock left by a killed run (check that nothing is writing first)."""
+    """Release Hangar's writer lock left by a killed run (check that nothing is writing first).
+
+    Example: `hpipe data unlock` after `kill -9` of a stage that was writing Hangar data.
+    """
     from hangar_pipe.hangar.write import describe_lock, unlock
 
     folder = repo if repo is not None else Pipeline.load().data_repo()

@@ -115,7 +115,10 @@ def dag(
     mermaid: Annotated[bool, typer.Option("--mermaid", help="Mermaid flowchart.")] = False,
     dot: Annotated[bool, typer.Option("--dot", help="Graphviz dot.")] = False,
 ) -> None:
-    """Draw the stage graph (ASCII by default)."""
+    """Draw the stage graph (ASCII by default).
+
+    Example: `hpipe dag --mermaid > dag.md` for a diagram GitHub renders.
+    """
     out(Pipeline.load().dag("mermaid" if mermaid else "dot" if dot else "ascii"))
 
 

@@ -143,7 +143,10 @@ def describe(reasons: Reasons, stage: Stage | None = None, width: int | None = N
                 shown[-1][1].append(word)
         if len(text := f"{_join(shown)}, +{len(items) - keep} more") <= width:
             return text
-    return text[:width - 1].rsplit(" ", 1)[0].rstrip(",;:(") + "…"
+    cut = text[:width - 1].rsplit(" ", 1)[0]
+    while cut.count("(") > cut.count(")"):  # no half a parenthesis
+        cut = cut[:cut.rfind("(")]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def _join(phrases: list[tuple[str, list[str]]]) -> str:

@@ -112,14 +112,17 @@ class HangarDep(Kind):
         return ", ".join(describe_columns(change, where))
 
     def brief(self, change: Change) -> str:
-        """`hangar column a (1 sample modified)`, `3 hangar columns (5 samples modified)`."""
+        """`column a (1 modified)`, `3 columns (5 modified, 2 added)` (of ../other@dev)."""
         if not isinstance(change, dict):
             return super().brief(change)
         where = "" if self.label == "." else f" of {self.label}"
         totals = {k: sum(w.get(k, 0) for w in change.values() if isinstance(w, dict))
                   for k in ("modified", "added", "removed")}
-        counts = ", ".join(f"{n} sample{'s' if n != 1 else ''} {k}" for k, n in totals.items() if n)
-        what = f"hangar column {next(iter(change))}" if len(change) == 1 else f"{len(change)} hangar columns"
+        for w in change.values():  # a column new to or gone from the dep
+            if isinstance(w, str):
+                totals[w] = totals.get(w, 0) + 1
+        counts = ", ".join(f"{n} {k}" for k, n in totals.items() if n)
+        what = f"column {next(iter(change))}" if len(change) == 1 else f"{len(change)} columns"
         return what + where + (f" ({counts})" if counts else "")
 
     def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
