@@ -193,4 +193,4 @@ def test_version_and_short_help(project: Project) -> None:
     from hangar_pipe import __version__
 
     assert project.hpipe("--version").out == f"hpipe {__version__}\n"
-    assert "Say which stages would run and why." in project.hpipe("status", "-h").out
+    assert "Say which stages would run and why" in project.hpipe("status", "-h").out
