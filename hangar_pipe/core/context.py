@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hangar_pipe.core.yamlfile import load_data
+from hangar_pipe.core.params import load_params
 from hangar_pipe.errors import UserError
 
 if TYPE_CHECKING:
@@ -65,13 +65,13 @@ class Workspace:
     _params: dict[str, Any] = field(default_factory=dict)
 
     def params_file(self, rel: str, where: Where) -> Any:
-        """A params file's data, parsed once per call."""
+        """A params file's data (YAML, JSON or TOML by its suffix), parsed once per call."""
         if rel not in self._params:
             path = self.root / rel
             if not path.is_file():
                 raise UserError(f"params file '{rel}' not found", file=where[0], line=where[1],
                                 key=where[2])
-            self._params[rel] = load_data(path, rel) or {}
+            self._params[rel] = load_params(path, rel) or {}
         return self._params[rel]
 
     def forget_params(self) -> None:

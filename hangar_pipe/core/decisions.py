@@ -17,7 +17,7 @@ from typing import Any
 
 from hangar_pipe.core.context import Workspace
 from hangar_pipe.core.kinds import Kind, Record, describe_change, record_key
-from hangar_pipe.core.params import compare_values
+from hangar_pipe.core.params import ParamsDep, compare_values
 from hangar_pipe.core.spec import Stage
 
 DEFINITION_FIELDS = ("cmd", "uses", "with", "wdir")
@@ -68,10 +68,16 @@ def definition_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, An
     return changed
 
 
-def params_changes(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def params_changes(params: Sequence[ParamsDep], old: dict[str, dict[str, Any]],
+                   new: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per params file, per key: each declared file compares as it is declared (keys or whole);
+    a file no longer declared has its keys removed."""
+    declared = {p.file: p for p in params}
     changed: dict[str, Any] = {}
     for file in sorted(old.keys() | new.keys()):
-        if per_key := compare_values(old.get(file) or {}, new.get(file) or {}):
+        before, now = old.get(file) or {}, new.get(file) or {}
+        dep = declared.get(file)
+        if per_key := dep.compare(before, now) if dep else compare_values(before, now):
             changed[file] = per_key
     return changed
 
@@ -91,7 +97,7 @@ def stage_reasons(stage: Stage, entry: dict[str, Any] | None, deps: Measured,
         reasons["changed definition"] = changed
     if changed := compare_records(stage.deps, entry.get("deps") or [], deps.deps, ws):
         reasons["changed deps"] = changed
-    if changed := params_changes(entry.get("params") or {}, deps.params):
+    if changed := params_changes(stage.params, entry.get("params") or {}, deps.params):
         reasons["changed params"] = changed
     if changed := compare_records(stage.outs, entry.get("outs") or [], outs, ws):
         reasons["changed outs"] = changed

@@ -18,7 +18,7 @@ from hangar_pipe.core import kinds
 from hangar_pipe.core.files import CodeDep, PathDep, PathOut
 from hangar_pipe.core.kinds import Kind
 from hangar_pipe.core.layout import PARAMS_FILE
-from hangar_pipe.core.params import ParamsDep
+from hangar_pipe.core.params import FORMATS, ParamsDep, Where, params_format
 from hangar_pipe.core.yamlfile import KeyPath, YamlDoc, keypath_str, load_yaml
 from hangar_pipe.errors import UserError, did_you_mean
 
@@ -244,33 +244,65 @@ def _no_duplicates(doc: YamlDoc, items: list[Kind], keypath: KeyPath) -> None:
         seen.add(item.key)
 
 
+@dataclass
+class _ParamsFile:
+    """One params file's declarations in a stage, as they are parsed."""
+
+    keys: list[tuple[str, Where]] = field(default_factory=list)
+    whole: Where | None = None  # where `- file:` (no keys) declares the whole file
+
+    def dep(self, file: str) -> ParamsDep:
+        """Tracking the whole file takes in any keys also listed (as DVC)."""
+        if self.whole is not None:
+            return ParamsDep(file, (), (self.whole,))
+        return ParamsDep(file, tuple(k for k, _ in self.keys), tuple(w for _, w in self.keys))
+
+
 def _parse_params(ctx: SpecContext, entries: list[Any], keypath: KeyPath) -> list[ParamsDep]:
-    by_file: dict[str, list[tuple[str, tuple[str, int | None, str]]]] = {}
-    default_file = PARAMS_FILE
+    """`params:`: keys of params.yaml, `{file: [keys]}`, or `{file: }` (no keys) for a whole file."""
+    files: dict[str, _ParamsFile] = {}
+
+    def where(kp: KeyPath) -> Where:
+        return (ctx.doc.file, ctx.doc.line(kp), keypath_str(kp))
 
     def add(file: str, key: Any, kp: KeyPath) -> None:
         if not isinstance(key, str) or not key:
             raise ctx.error(kp, "expected a dotted key such as 'train.lr'")
-        keys = by_file.setdefault(file, [])
+        keys = files.setdefault(file, _ParamsFile()).keys
         if any(k == key for k, _ in keys):
             raise ctx.error(kp, f"param '{key}' is listed twice")
-        keys.append((key, (ctx.doc.file, ctx.doc.line(kp), keypath_str(kp))))
+        keys.append((key, where(kp)))
 
     for i, entry in enumerate(entries):
         kp = keypath + ("params", i)
         if isinstance(entry, str):
-            add(default_file, entry, kp)
+            add(PARAMS_FILE, entry, kp)
         elif isinstance(entry, dict):
             for file, keys in entry.items():
-                rel = ctx.path(file, kp + (file,))
-                if not isinstance(keys, list) or not keys:
-                    raise ctx.error(kp + (file,), f"expected a list of keys in {file}")
-                for j, key in enumerate(keys):
-                    add(rel, key, kp + (file, j))
+                rel = _params_path(ctx, file, kp + (file,))
+                if keys is None or keys == []:
+                    declared = files.setdefault(rel, _ParamsFile())
+                    if declared.whole is not None:
+                        raise ctx.error(kp + (file,), f"params file '{file}' is listed twice")
+                    declared.whole = where(kp + (file,))
+                elif isinstance(keys, list):
+                    for j, key in enumerate(keys):
+                        add(rel, key, kp + (file, j))
+                else:
+                    raise ctx.error(kp + (file,), f"expected a list of keys in {file}, or none"
+                                                  " for the whole file")
         else:
-            raise ctx.error(kp, "expected a key or {file: [keys]}")
-    return [ParamsDep(file, tuple(k for k, _ in keys), tuple(w for _, w in keys))
-            for file, keys in by_file.items()]
+            raise ctx.error(kp, "expected a key, {file: [keys]} or {file: } for a whole file")
+    return [declared.dep(file) for file, declared in files.items()]
+
+
+def _params_path(ctx: SpecContext, file: Any, kp: KeyPath) -> str:
+    """A params file's project path; its suffix must name a format hpipe reads."""
+    rel = ctx.path(file, kp)
+    if params_format(rel) is None:
+        raise ctx.error(kp, f"params file '{file}': unsupported type"
+                            f" (use {', '.join(FORMATS)})")
+    return rel
 
 
 def _code_dep(ctx: SpecContext, stage: Stage, keypath: KeyPath) -> CodeDep:
