@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 import typer
-
 from conftest import Project
 
 
