@@ -128,8 +128,12 @@ class Pipeline:
         return {"ascii": self.graph.ascii, "mermaid": self.graph.mermaid, "dot": self.graph.dot}[fmt]()
 
     def gc(self, keep_runs: int | None = None, dry_run: bool = False) -> dict[str, int]:
-        """Drop run-cache entries of all but the newest `keep_runs` runs (all kept by default), and
-        cache objects that no kept entry, lock entry or workspace output needs."""
+        """Drop run-cache entries of all but the newest `keep_runs` runs (all kept by default),
+        cache objects that no kept entry, lock entry or workspace output needs, and cached columns
+        that no Hangar dep reads (as the lock records it, or now)."""
+        from hangar_pipe.hangar.column_cache import ColumnCache
+        from hangar_pipe.hangar.kinds import column_fingerprints
+
         with ReproMutex(layout.repro_mutex(self.root)), self.workspace() as ws:
             objects, runs = ObjectStore(layout.cache_dir(self.root)), RunCache(layout.run_cache_db(self.root))
             history = self.history.latest(keep_runs)
@@ -144,7 +148,10 @@ class Pipeline:
             recs += [rec for s in self.stages.values() for o in s.outs  # what the workspace holds now
                      if o.cached and (rec := o.measure(ws)) is not None]
             count, size = objects.collect(objects.referenced(recs), dry_run)
-        return {"objects": count, "bytes": size, "run_cache_entries": entries}
+            read = column_fingerprints(self.lock.entries.values(), self.stages.values(), ws)
+            columns, column_bytes = ColumnCache(layout.columns_cache(self.root)).collect(read, dry_run)
+        return {"objects": count, "bytes": size, "run_cache_entries": entries,
+                "column_entries": columns, "column_bytes": column_bytes}
 
     # -- results -----------------------------------------------------------------------------
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
-from conftest import Project
+from conftest import ENV, Project
+from hangar_repo import Repo, images, labels
+
+from hangar_pipe.hangar.store import HangarStore
 
 
 def set_lr(project: Project, lr: str) -> None:
@@ -183,3 +188,59 @@ def test_gc_keeps_what_is_referenced(project: Project) -> None:
     assert project.ran(project.hpipe("repro")) == ["fit"], "0.2's result was collected"
     set_lr(project, "0.3")
     assert "↺ fit: restored" in project.hpipe("repro").out, "the kept run is still restorable"
+
+
+LOADER = """
+    stages:
+      fit:
+        cmd: python load.py
+        deps:
+          - hangar: [imgs, labels]
+        outs: [n.txt]
+"""
+
+
+def cached_columns(project: Project) -> set[str]:
+    return {p.name[:-4] for p in (project.root / ".hpipe" / "columns").glob("*.npy")}
+
+
+def fingerprints(project: Project, commit: str, *columns: str) -> set[str]:
+    store = HangarStore(project.root)
+    return {store.column(commit, c).fingerprint for c in columns}
+
+
+def test_gc_cleans_the_column_cache(project: Project) -> None:
+    data = Repo(project.root)
+    v1 = data.write("v1", imgs=images(20), labels=labels(20))
+    project.write("load.py", """
+        import pathlib, sys
+        from hangar_pipe.torch import ColumnsDataset
+        ds = ColumnsDataset(["imgs", "labels"])
+        pathlib.Path("n.txt").write_text(str(len(ds)))
+        sys.exit(pathlib.Path("fail").exists())
+    """)
+    project.pipeline(LOADER)
+    project.hpipe("repro")
+    v2 = data.write("new images", imgs=images(20, seed=1))
+    project.hpipe("repro")
+    old, kept = fingerprints(project, v1, "imgs"), fingerprints(project, v2, "imgs", "labels")
+    assert cached_columns(project) == old | kept
+    dry = project.hpipe("gc", "--dry-run").out
+    assert dry.startswith("Would remove 0 cache objects (0.0 MB), 1 cached columns (0.0 MB) and"), dry
+    assert cached_columns(project) == old | kept, "a dry run removes nothing"
+    # new data a failed run read (pipeline.lock still records v2) is what the next run reads: kept
+    v3 = data.write("newer images", imgs=images(20, seed=2))
+    project.write("fail", "")
+    project.hpipe("repro", check=1)
+    read_now = fingerprints(project, v3, "imgs")
+    assert cached_columns(project) == old | kept | read_now
+    code = ("import sys, runpy; sys.argv = ['hpipe', 'gc'];\n"
+            "try: runpy.run_module('hangar_pipe.cli', run_name='__main__')\n"
+            "except SystemExit: pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=project.root, capture_output=True,
+                         text=True, check=True, env=ENV).stdout
+    assert out.splitlines() == ["Removed 0 cache objects (0.0 MB), 1 cached columns (0.0 MB) and"
+                                " 0 run-cache entries.", "False"], "gc needs no torch"
+    assert cached_columns(project) == kept | read_now
+    assert project.hpipe("gc").out.startswith("Removed 0 cache objects (0.0 MB), 0 cached columns")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
-from hangar_repo import Repo
+from hangar_repo import Repo, images
 
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar import compat
@@ -111,6 +113,50 @@ def test_cache_is_keyed_by_fingerprint(repo, tmp_path) -> None:
     assert {p.name for p in tmp_path.iterdir()} == expected
     again = ColumnsDataset(["y"], repo=path, commit=second, cache_dir=tmp_path)
     assert int(again[7][0]) == 99
+
+
+def test_cache_is_bounded_least_recently_used_first(tmp_path, monkeypatch) -> None:
+    """A budget for two entries of column x: loading four versions keeps the cache within it."""
+    (tmp_path / "data").mkdir()
+    data = Repo(tmp_path / "data")
+    versions = [data.write(f"v{i}", x=images(50, seed=i)) for i in range(4)]
+    store = HangarStore(tmp_path / "data")
+    fp = [store.column(c, "x").fingerprint for c in versions]
+    cache = tmp_path / "columns"
+    entry_size = 50 * 16 * 4 + 128  # float32 rows and the .npy header
+    monkeypatch.setenv("HPIPE_COLUMNS_CACHE_MB", str(2.5 * entry_size / 1e6))
+
+    def load(i: int) -> set[str]:
+        time.sleep(0.02)  # past the filesystem's timestamp granularity: uses are ordered
+        ds = ColumnsDataset(["x"], repo=tmp_path / "data", commit=versions[i], cache_dir=cache)
+        np.testing.assert_array_equal(ds.arrays[0], np.stack(list(images(50, seed=i).values())))
+        files = list(cache.iterdir())
+        assert sum(f.stat().st_size for f in files) <= 2.5 * entry_size
+        assert f"{fp[i]}.npy" in {f.name for f in files}, "the entry just used stays"
+        return {f.name[:-4] for f in files}
+
+    assert load(0) == {fp[0]}
+    assert load(1) == {fp[0], fp[1]}
+    assert load(2) == {fp[1], fp[2]}
+    assert load(1) == {fp[1], fp[2]}  # a read: v1 is now the most recently used
+    assert load(3) == {fp[1], fp[3]}
+    monkeypatch.setenv("HPIPE_COLUMNS_CACHE_MB", "0")  # off: entries are still read, none written
+    assert load(3) == {fp[1], fp[3]}
+    ColumnsDataset(["x"], repo=tmp_path / "data", commit=versions[0], cache_dir=cache)
+    assert {f.name[:-4] for f in cache.iterdir()} == {fp[1], fp[3]}
+
+
+def test_a_damaged_or_half_written_entry_is_never_used(repo, tmp_path) -> None:
+    path, first, _ = repo
+    expected = ColumnsDataset(["x00"], repo=path, commit=first, cache_dir=False).arrays[0]
+    entry = tmp_path / f"{HangarStore(path).column(first, 'x00').fingerprint}.npy"
+    (tmp_path / f".{entry.name}.k1ll3d.tmp").write_bytes(b"\x93NUMPY half")  # a killed write's
+    ColumnsDataset(["x00"], repo=path, commit=first, cache_dir=tmp_path)
+    assert entry.exists()
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # damaged behind our back
+    again = ColumnsDataset(["x00"], repo=path, commit=first, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.arrays[0], expected)
+    np.testing.assert_array_equal(np.load(entry), expected)  # written again, whole
 
 
 def _worker_sum(ds, context: str) -> list[int]:

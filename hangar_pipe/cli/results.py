@@ -128,10 +128,11 @@ PlotsFolder = Annotated[Path, typer.Option("-o", "--out", help="Folder for the P
 
 @app.command()
 def gc(keep_runs: KeepRuns = None, dry_run: DryRun = False) -> None:
-    """Remove cache objects and run-cache entries that no kept run, lock entry or workspace needs."""
+    """Remove cache objects, run-cache entries and cached columns that no kept run, lock entry or workspace needs."""
     freed = Pipeline.load().gc(keep_runs, dry_run)
     verb = "Would remove" if dry_run else "Removed"
-    out(f"{verb} {freed['objects']} cache objects ({freed['bytes'] / 1e6:.1f} MB) and"
+    out(f"{verb} {freed['objects']} cache objects ({freed['bytes'] / 1e6:.1f} MB),"
+        f" {freed['column_entries']} cached columns ({freed['column_bytes'] / 1e6:.1f} MB) and"
         f" {freed['run_cache_entries']} run-cache entries.")
 
 

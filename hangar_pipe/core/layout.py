@@ -40,5 +40,6 @@ def history_db(root: Path) -> Path:
 
 
 def columns_cache(root: Path) -> Path:
-    """Hangar columns read in bulk, as .npy files keyed by column fingerprint."""
+    """Hangar columns read in bulk, as .npy files keyed by column fingerprint; bounded, LRU
+    (hangar/column_cache.py)."""
     return root / STATE_DIR / "columns"

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from hangar_pipe.core.context import Workspace
 from hangar_pipe.core.kinds import Change, DataTarget, Kind, Record
-from hangar_pipe.core.spec import SpecContext
+from hangar_pipe.core.spec import SpecContext, Stage
 from hangar_pipe.core.yamlfile import KeyPath
 from hangar_pipe.errors import did_you_mean
 from hangar_pipe.hangar.source import HangarData, looks_like_digest
@@ -182,6 +182,23 @@ class HangarOut(HangarDep):
         return (f"this stage writes branch '{branch}' (data.ref) of {self.repo}, which does not exist;"
                 f" branches: {', '.join(sorted(branches)) or 'none'}. To create it, name it in the out:"
                 f" `hangar: {{columns: [...], ref: {branch}}}`")
+
+
+def column_fingerprints(lock_entries: Iterable[Mapping[str, Any]], stages: Iterable[Stage],
+                        ws: Workspace) -> set[str]:
+    """Fingerprints of the columns of every Hangar dep and out: as pipeline.lock records them, and
+    as they are now (what the next run reads). `hpipe gc` keeps their column cache entries."""
+    recs = [rec for entry in lock_entries for section in ("deps", "outs")
+            for rec in entry.get(section) or [] if isinstance(rec, dict) and isinstance(rec.get("hangar"), str)]
+    recs += [rec for stage in stages for kind in (*stage.deps, *stage.outs)
+             if isinstance(kind, HangarDep) and (rec := kind.measure(ws)) is not None]
+    found: set[str] = set()
+    for rec in recs:
+        columns = rec.get("columns")
+        for column in columns.values() if isinstance(columns, dict) else ():
+            if isinstance(column, dict) and isinstance(column.get("fingerprint"), str):
+                found.add(column["fingerprint"])
+    return found
 
 
 def describe_columns(change: dict[str, Change], where: str) -> list[str]:

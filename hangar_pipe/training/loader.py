@@ -4,7 +4,8 @@ Hangar's own `make_torch_dataset` reads one sample at a time (an HDF5 call, a bl
 decompression and a checksum each) and orders samples by `set()`. Here each column is read
 once, by grouped slices of Hangar's backend files (HDF5 00/01, numpy memmap 10), checked
 against Hangar's per-sample xxh64 checksums, and kept in memory or in a local cache keyed by
-the column's fingerprint. Samples are in sorted key order; shuffling uses a seeded generator.
+the column's fingerprint (bounded: see `hangar_pipe.hangar.column_cache`). Samples are in
+sorted key order; shuffling uses a seeded generator.
 
     from hangar_pipe.torch import ColumnsDataset, BatchLoader
     ds = ColumnsDataset(["mnist_training_images", "mnist_training_labels"])  # the pinned commit
@@ -27,11 +28,11 @@ import numpy as np
 import torch
 import xxhash
 
-from hangar_pipe.core.atomic import atomic_write
 from hangar_pipe.core.layout import columns_cache
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.column_cache import ColumnCache
 from hangar_pipe.hangar.source import pinned_commit
-from hangar_pipe.hangar.store import HangarStore, short
+from hangar_pipe.hangar.store import ColumnState, HangarStore, short
 
 
 def sort_keys(keys: Iterable[bytes]) -> list[bytes]:
@@ -126,6 +127,28 @@ def _read_block(folder: Path, backend: str, uid: str, dataset: str, lo: int, hi:
         return np.asarray(ds[_rows(lo, hi, shape)])
 
 
+def read_entry(cache: ColumnCache, fingerprint: str, shape: tuple[int, ...], dtype: np.dtype[Any]
+               ) -> np.ndarray | None:
+    """A cache entry's array, marked as used; None if there is none, or it cannot be read or is
+    not the column's shape and dtype (it is then written again)."""
+    path = cache.hit(fingerprint)
+    if path is None:
+        return None
+    try:
+        array: np.ndarray = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # evicted by another process meanwhile, or damaged
+        return None
+    return array if array.shape == shape and array.dtype == dtype else None
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
 def default_cache_dir() -> Path | None:
     root = os.environ.get("HPIPE_ROOT")
     return columns_cache(Path(root)) if root else None
@@ -157,31 +180,31 @@ class ColumnsDataset(torch.utils.data.Dataset):
                     raise UserError(f"columns '{self.columns[0]}' and '{name}' have different"
                                     f" sample keys at {short(self.commit)}")
             self.keys = [key_value(k) for k in first]
-            self.fingerprints = {}
-            self.arrays = []
+            states: list[ColumnState] = []
             for name in self.columns:
                 state = store.column(self.commit, name)
                 assert state is not None
-                self.fingerprints[name] = state.fingerprint
-                self.arrays.append(self._cached(store, name, state.fingerprint, first))
+                states.append(state)
+            self.fingerprints = {name: state.fingerprint for name, state in zip(self.columns, states)}
+            cache = ColumnCache.from_env(self.cache_dir) if self.cache_dir is not None else None
+            self.arrays = [self._cached(store, cache, name, state, first)
+                           for name, state in zip(self.columns, states)]
         finally:
             store.close()
         self.tensors = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in self.arrays)
 
-    def _cached(self, store: HangarStore, name: str, fingerprint: str, keys: list[bytes]) -> np.ndarray:
-        if self.cache_dir is None:
-            return read_column(store, self.commit, name, keys, verify=self.verify)
-        path = self.cache_dir / f"{fingerprint}.npy"
-        if path.exists():
-            cached: np.ndarray = np.load(path)
-            return cached
+    def _cached(self, store: HangarStore, cache: ColumnCache | None, name: str, state: ColumnState,
+                keys: list[bytes]) -> np.ndarray:
+        """The column from the cache when it holds a sound entry, else read (and cached)."""
+        schema = state.schema
+        if cache is not None and "shape" in schema and "dtype" in schema:  # else read_column refuses
+            shape = (len(keys), *schema["shape"])
+            cached = read_entry(cache, state.fingerprint, shape, np.dtype(schema["dtype"]))
+            if cached is not None:
+                return cached
         array = read_column(store, self.commit, name, keys, verify=self.verify)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, array)
-        atomic_write(path, buf.getvalue())
+        if cache is not None:  # this load's other columns are in use: never evicted for this one
+            cache.add(state.fingerprint, npy_bytes(array), set(self.fingerprints.values()))
         return array
 
     def __len__(self) -> int:
