@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 import yaml
@@ -112,14 +113,6 @@ def diff(old: Table, new: Table, *, everything: bool = False) -> list[Row]:
     return rows
 
 
-def key_metrics(metrics: Table, most: int = 3) -> dict[str, Scalar]:
-    """A few headline numbers of a run: accuracies first, then losses (file-qualified if needed)."""
-    flat = {name: value for values in metrics.values() for name, value in values.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
-    ranked = sorted(flat, key=lambda k: (0 if "acc" in k else 1 if "loss" in k else 2, k.count("."), k))
-    return {k: flat[k] for k in ranked[:most]}
-
-
 def fmt(value: Scalar, precision: int = 5) -> str:
     if value is None:
         return "-"
@@ -128,35 +121,136 @@ def fmt(value: Scalar, precision: int = 5) -> str:
     return str(value)
 
 
-def markdown(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+def exact(value: Scalar) -> str:
+    """A value in full, for --csv: every digit of a float, '' for none."""
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
 
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a report table, in full (`name`, `full`: --csv, --md) and as a terminal
+    shows it (`short`, `brief`). `rank` 0 is the last to leave a narrow table; `compact`, where
+    given, is a narrower form of `brief` (counts instead of names) tried before leaving it out."""
+
+    name: str
+    short: str
+    full: list[str]
+    brief: list[str]
+    rank: int
+    number: bool = False
+    compact: list[str] | None = None
+
+
+MetricKey = tuple[str, str]  # (metrics file, dotted name)
+
+
+def _numeric(value: Scalar) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def metric_keys(records: list[RunRecord]) -> list[MetricKey]:
+    """Every numeric metric of the runs, headline first: accuracies, then losses, then the
+    rest; shallower names first."""
+    keys = {(f, k) for r in records for f, values in r.metrics.items() for k, v in values.items()
+            if _numeric(v)}
+    def rank(key: MetricKey) -> tuple[int, int, str, str]:
+        name = key[1].lower()
+        return (0 if "acc" in name else 1 if "loss" in name else 2, name.count("."), name, key[0])
+    return sorted(keys, key=rank)
+
+
+def short_metric_names(keys: list[MetricKey]) -> dict[MetricKey, str]:
+    """Readable headers: the name alone where no other file has it, else `stem:name` (the
+    file's name without folder and extension), else `file:name`."""
+    files_of: dict[str, set[str]] = {}
+    for f, k in keys:
+        files_of.setdefault(k, set()).add(f)
+    names = {}
+    for f, k in keys:
+        stems = [PurePosixPath(other).stem for other in files_of[k]]
+        if len(stems) == 1:
+            names[(f, k)] = k
+        elif stems.count(PurePosixPath(f).stem) == 1:
+            names[(f, k)] = f"{PurePosixPath(f).stem}:{k}"
+        else:
+            names[(f, k)] = f"{f}:{k}"
+    return names
+
+
+def run_prefixes(ids: list[str], every: list[str], length: int = 15) -> list[str]:
+    """Each run id's date-and-time prefix, or the whole id where another run shares that prefix."""
+    counts: dict[str, int] = {}
+    for other in every:
+        counts[other[:length]] = counts.get(other[:length], 0) + 1
+    return [i[:length] if counts.get(i[:length], 0) <= 1 else i for i in ids]
 
 
 def short(commit: str | None) -> str:
     return commit[:10] if commit else "-"
 
 
-def runs_table(records: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
-    """(headers, rows) of `hpipe runs`: when, on which data commit, what ran, exit, key metrics."""
-    def what_ran(r: RunRecord) -> str:
-        done = [s["name"] + (" (restored)" if s["state"] == "restored" else "")
-                for s in r.stages if s["state"] in ("ran", "restored")]
-        return ", ".join(done) or "-"
-
-    rows = [[r.id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), short(r.data_commit),
-             what_ran(r), str(r.status),
-             ", ".join(f"{k} {fmt(v, 4)}" for k, v in key_metrics(r.metrics).items()) or "-"]
-            for r in records]
-    return ["run", "when", "data commit", "ran", "exit", "key metrics"], rows
+def _metric_column(records: list[RunRecord], key: MetricKey, header: str, precision: int,
+                   rank: int) -> Column:
+    values = [r.metrics.get(key[0], {}).get(key[1]) for r in records]
+    return Column(f"{key[0]}:{key[1]}", header, [exact(v) for v in values],
+                  [fmt(v, precision) for v in values], rank, number=True)
 
 
-def metrics_across_runs(records: list[RunRecord], precision: int) -> tuple[list[str], list[list[str]]]:
-    """(headers, rows): one row per run, one column per numeric `file:metric`."""
-    names = sorted({(f, k) for r in records for f, values in r.metrics.items() for k, v in values.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    rows = [[r.id, short(r.data_commit), *(fmt(r.metrics.get(f, {}).get(k), precision) for f, k in names)]
-            for r in records]
-    return ["run", "data commit", *(f"{f}:{k}" for f, k in names)], rows
+def _id_columns(records: list[RunRecord], every: list[str]) -> list[Column]:
+    ids = [r.id for r in records]
+    commits = [r.data_commit for r in records]
+    return [Column("run", "run", ids, run_prefixes(ids, every), 0),
+            Column("data_commit", "data commit", [exact(c) for c in commits], [short(c) for c in commits], 1)]
+
+
+def metrics_columns(records: list[RunRecord], every: list[str], precision: int) -> list[Column]:
+    """`hpipe metrics show --runs`: run, data commit and one column per numeric metric, headline
+    first. `every`: the ids of all recorded runs (a shown id prefix must be unique among them)."""
+    keys = metric_keys(records)
+    names = short_metric_names(keys)
+    return _id_columns(records, every) + [_metric_column(records, key, names[key], precision, 2 + i)
+                                          for i, key in enumerate(keys)]
+
+
+_DONE = {"ran": "", "restored": " (restored)", "failed": " (failed)", "interrupted": " (interrupted)"}
+
+
+def what_ran(r: RunRecord) -> str:
+    """`train, evaluate (restored)`: the stages the run ran, restored, or that failed in it."""
+    return ", ".join(s["name"] + _DONE[s["state"]] for s in r.stages if s["state"] in _DONE)
+
+
+def ran_counts(r: RunRecord) -> str:
+    """`2 ran, 1 restored`: what_ran as counts."""
+    counts = [(sum(s["state"] == state for s in r.stages), state) for state in _DONE]
+    return ", ".join(f"{n} {state}" for n, state in counts if n)
+
+
+def _took(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+_HEADLINE_RANKS = (2, 4, 6)  # the first metric ranks just after the data commit, the third after `when`
+
+
+def run_columns(records: list[RunRecord], every: list[str], precision: int) -> list[Column]:
+    """`hpipe runs`: run, when, data commit, three headline metrics, what ran, exit, time taken.
+    `every`: the ids of all recorded runs (a shown id prefix must be unique among them)."""
+    keys = metric_keys(records)
+    names = short_metric_names(keys)
+    stamps = [datetime.fromtimestamp(r.started).astimezone() for r in records]
+    seconds = [max(r.ended - r.started, 0.0) for r in records]
+    metrics = [_metric_column(records, key, names[key], precision, rank)
+               for key, rank in zip(keys, _HEADLINE_RANKS)]
+    run, data = _id_columns(records, every)
+    ran = [what_ran(r) for r in records]
+    return [run, Column("started", "when", [t.isoformat(timespec="seconds") for t in stamps],
+                        [t.strftime("%b %d %H:%M") for t in stamps], 5),
+            data, *metrics,
+            Column("ran", "ran", ran, [text or "-" for text in ran], 3,
+                   compact=[ran_counts(r) or "-" for r in records]),
+            Column("exit", "exit", [str(r.status) for r in records], [str(r.status) for r in records], 7),
+            Column("seconds", "took", [f"{s:.3f}" for s in seconds], [_took(s) for s in seconds], 8,
+                   number=True)]

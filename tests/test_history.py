@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 import signal
 import time
 
 import numpy as np
-from conftest import Project, user_error
+import pytest
+from conftest import ENV, Project, user_error
 from hangar_repo import Repo, labels
 
 from hangar_pipe.hangar.store import HangarStore
@@ -29,8 +33,9 @@ def test_every_repro_is_recorded(three_stage: Project) -> None:
     assert first["status"] == 0 and first["ended"] >= first["started"]
     assert first["params"]["params.yaml"]["train.lr"] == 0.1 and newest["params"]["params.yaml"]["train.lr"] == 0.2
     assert first["metrics"] == {"metrics.json": {"score": 12}}
-    table = three_stage.hpipe("runs").out
-    assert first["id"] in table and "prepare, train, evaluate" in table and "score 12" in table
+    header, _, *rows = three_stage.hpipe("runs").out.splitlines()
+    assert "score" in header.split() and rows[-1].startswith(first["id"][:15])
+    assert "prepare, train, evaluate" in rows[-1] and " 12 " in rows[-1]
 
 
 def test_failed_and_interrupted_runs_are_recorded(project: Project) -> None:
@@ -126,3 +131,96 @@ def test_a_failed_run_records_no_stale_metrics(three_stage: Project) -> None:
     failed = runs(three_stage)[0]
     assert failed["status"] == 1 and "metrics.json" not in failed["metrics"], \
         "evaluate never ran: its metrics file is the previous run's"
+
+
+@pytest.fixture
+def demo_like(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """Runs with the demo's metrics (train and eval files, per-class precision and recall) on two
+    data commits, the last restored; hpipe's output piped, with no $COLUMNS."""
+    monkeypatch.delitem(ENV, "COLUMNS", raising=False)
+    data = Repo(project.root)
+    data.write("first", labels=labels(4))
+    project.write("params.yaml", "train: {lr: 0.01}\n")
+    project.write("steps.py", """
+        import json, pathlib, sys, yaml
+        lr = yaml.safe_load(open("params.yaml"))["train"]["lr"]
+        pathlib.Path("metrics").mkdir(exist_ok=True)
+        if sys.argv[1] == "train":
+            pathlib.Path("model.txt").write_text(str(lr))
+            train = {"train_loss": 0.1161234, "val_loss": 0.2562345, "val_accuracy": 0.9 + lr, "epochs": 10}
+            json.dump(train, open("metrics/train.json", "w"))
+        else:
+            per_class = {str(c): 0.9 + c / 1000 for c in range(10)}
+            json.dump({"loss": 0.3519123, "accuracy": 0.9012345 + lr, "test_samples": 750, "data_commit": "a=1",
+                       "precision": per_class, "recall": per_class,
+                       "macro_averaged_f1_score_over_every_class": 0.8}, open("metrics/eval.json", "w"))
+    """)
+    project.pipeline("""
+        data: {repo: ., ref: master}
+        stages:
+          train:
+            cmd: python steps.py train
+            params: [train]
+            outs: [model.txt]
+            metrics: [metrics/train.json]
+          evaluate:
+            cmd: python steps.py evaluate
+            deps: [model.txt]
+            metrics: [metrics/eval.json]
+    """)
+    project.hpipe("repro")
+    data.write("relabel", labels={0: np.array([9], dtype=np.int64)})
+    project.write("params.yaml", "train: {lr: 0.02}\n")
+    project.hpipe("repro")
+    project.write("params.yaml", "train: {lr: 0.01}\n")
+    project.hpipe("repro")  # both stages restored from the run cache
+    return project
+
+
+def assert_fits(text: str, width: int = 80) -> list[str]:
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines), "\n".join(lines)
+    assert "…" not in text
+    return lines
+
+
+def test_runs_and_metrics_tables_fit_80_columns_when_piped(demo_like: Project,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded = runs(demo_like)
+    lines = assert_fits(demo_like.hpipe("runs").out)
+    assert lines[0].split()[:4] == ["run", "data", "commit", "accuracy"] and set(lines[1]) == {"─", " "}
+    assert [line[:15] for line in lines[2:5]] == [r["id"][:15] for r in recorded]
+    assert recorded[0]["data_commit"][:10] in lines[2] and " 0.9112 " in lines[2]  # the headline metric
+    assert "restored" in lines[2]  # `train (restored), evaluate (restored)`, or `2 restored` if that fits
+    assert lines[-1].startswith("Left out: ") and "--csv" in lines[-1]
+
+    lines = assert_fits(demo_like.hpipe("metrics", "show", "--runs").out)
+    assert lines[0].split()[:6] == ["run", "data", "commit", "accuracy", "val_accuracy", "loss"]
+    assert "0.91123" in lines[2] and "0.92123" in lines[3]
+    assert re.fullmatch(r"Left out: .* and \d+ more \(see --csv, --md or --json\)", lines[-1])
+    wide = demo_like.hpipe("metrics", "show", "--runs", "-n", "1").out
+    assert "Left out" in wide and "macro_averaged_f1_score_over_every_class" not in wide
+    monkeypatch.setitem(ENV, "COLUMNS", "700")  # a wide terminal shows every column, whole
+    wide = demo_like.hpipe("metrics", "show", "--runs").out
+    assert "macro_averaged_f1_score_over_every_class" in wide and "recall.9" in wide and "Left out" not in wide
+
+
+def test_csv_and_markdown_carry_every_column_in_full(demo_like: Project) -> None:
+    recorded = runs(demo_like)
+    rows = list(csv.DictReader(io.StringIO(demo_like.hpipe("metrics", "show", "--runs", "--csv").out)))
+    assert [r["run"] for r in rows] == [r["id"] for r in recorded]
+    assert [r["data_commit"] for r in rows] == [r["data_commit"] for r in recorded]  # full digests
+    for row, run in zip(rows, recorded):
+        numeric = {f"{f}:{k}": v for f, values in run["metrics"].items() for k, v in values.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        assert len(numeric) == 28 and {k: float(row[k]) for k in numeric} == numeric
+    rows = list(csv.DictReader(io.StringIO(demo_like.hpipe("runs", "--csv").out)))
+    assert rows[0]["ran"] == "train (restored), evaluate (restored)" and rows[0]["exit"] == "0"
+    assert rows[0]["run"] == recorded[0]["id"] and float(rows[0]["metrics/eval.json:accuracy"]) == \
+        recorded[0]["metrics"]["metrics/eval.json"]["accuracy"]
+
+    for args in (["runs", "--md"], ["metrics", "show", "--runs", "--md"]):
+        header, rule, *body = demo_like.hpipe(*args).out.splitlines()
+        assert re.fullmatch(r"\|(-{3,}:?\|)+", rule) and rule.count("|") == header.count("|")
+        assert len(body) == 3 and recorded[0]["id"] in body[0] and recorded[0]["data_commit"] in body[0]
+    assert "choose one of" in user_error(demo_like.hpipe("runs", "--md", "--csv", check=None))

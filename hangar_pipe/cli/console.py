@@ -25,6 +25,11 @@ def out(text: str) -> None:
     print(text, flush=True)
 
 
+def terminal_width() -> int:
+    """The terminal's width: $COLUMNS if set, else the tty's; 80 when piped (or unknown)."""
+    return shutil.get_terminal_size((80, 24)).columns
+
+
 def use_colour(stream: Any = None) -> bool:
     """Colour on a terminal; plain when piped, with NO_COLOR set or TERM=dumb (FORCE_COLOR forces)."""
     if os.environ.get("FORCE_COLOR"):
@@ -44,7 +49,7 @@ class Style:
 
     @classmethod
     def for_terminal(cls, verbose: bool = False) -> Style:
-        return cls(verbose, use_colour(), shutil.get_terminal_size((80, 24)).columns)
+        return cls(verbose, use_colour(), terminal_width())
 
     def line(self, state: str, name: str, rest: str, reasons: dict[str, Any], stage: Stage | None,
              mark: str | None = None, notes: dict[str, Any] | None = None) -> str:
@@ -140,10 +145,10 @@ class ConsoleReporter(SilentReporter):
 
 
 def print_table(title: str, headers: list[str], rows: list[list[str]], md: bool) -> None:
-    from hangar_pipe.reports import markdown
+    from hangar_pipe.cli.table import markdown
 
     if md:
-        out(markdown(headers, rows))
+        out(markdown(headers, rows, [h in ("value", "old", "new", "change") for h in headers]))
         return
     from rich.console import Console
     from rich.table import Table

@@ -2,13 +2,17 @@
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hangar_pipe.cli.app import app
-from hangar_pipe.cli.console import out, print_table
+from hangar_pipe.cli.console import out, print_table, terminal_width
+from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from hangar_pipe.reports import Column
 
 metrics_app = typer.Typer(help="Metrics the stages write (their `metrics:` files).", no_args_is_help=True)
 params_app = typer.Typer(help="Params the stages read.", no_args_is_help=True)
@@ -17,6 +21,7 @@ app.add_typer(params_app, name="params")
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Markdown = Annotated[bool, typer.Option("--md", help="Print a Markdown table.")]
+Csv = Annotated[bool, typer.Option("--csv", help="Print CSV: every column, exact values.")]
 Precision = Annotated[int, typer.Option("--precision", help="Significant digits.")]
 OldSide = Annotated[str | None, typer.Argument(help="Old side: lock (default), workspace, a run id,"
                                                    " data:<commit>, or a git revision of pipeline.lock.")]
@@ -24,50 +29,88 @@ NewSide = Annotated[str | None, typer.Argument(help="New side (default: workspac
 ShowAll = Annotated[bool, typer.Option("--all", help="Also unchanged values.")]
 
 
+def _format(as_json: bool, md: bool, as_csv: bool) -> str:
+    """'json', 'md', 'csv' or 'table' (the default): at most one of the flags."""
+    chosen = [name for name, on in (("json", as_json), ("md", md), ("csv", as_csv)) if on]
+    if len(chosen) > 1:
+        raise UserError("choose one of --json, --md and --csv")
+    return chosen[0] if chosen else "table"
+
+
+def _print_columns(columns: "list[Column]", form: str, empty: str) -> None:
+    """A report table as CSV, Markdown, or fitted to the terminal (`empty` when it has no row)."""
+    from hangar_pipe.cli import table
+
+    if form == "csv":
+        out(table.columns_csv(columns))
+    elif form == "md":
+        out(table.columns_markdown(columns))
+    elif not columns[0].full:
+        out(empty)
+    else:
+        out(table.terminal(columns, terminal_width()))
+
+
 @metrics_app.command("show")
 def metrics_show(
-    as_json: Json = False, md: Markdown = False,
+    as_json: Json = False, md: Markdown = False, as_csv: Csv = False,
     runs: Annotated[bool, typer.Option("--runs", help="Metrics of every recorded run, newest first.")] = False,
     n: Annotated[int, typer.Option("-n", help="With --runs: how many runs.")] = 20,
     precision: Precision = 5,
 ) -> None:
-    """Every stage's metrics, nested keys flattened to dotted names (or across runs, with --runs)."""
+    """Every stage's metrics, nested keys flattened to dotted names (or across runs, with --runs).
+
+    Example: `hpipe metrics show --runs --csv > runs.csv`.
+    """
     from hangar_pipe import reports
 
+    form = _format(as_json, md, as_csv)
     pipeline = Pipeline.load()
     if runs:
-        records = pipeline.runs(n)
-        if as_json:
+        every = pipeline.runs()
+        if form == "json":
             out(json.dumps([{"id": r.id, "data_commit": r.data_commit, "metrics": r.metrics}
-                            for r in records], indent=2))
+                            for r in every[:n]], indent=2))
             return
-        print_table("Metrics across runs", *reports.metrics_across_runs(records, precision), md)
+        columns = reports.metrics_columns(every[:n], [r.id for r in every], precision)
+        _print_columns(columns, form, "No runs recorded yet.")
         return
-    table = pipeline.metrics()
-    if as_json:
-        out(json.dumps(table, indent=2))
+    values = pipeline.metrics()
+    if form == "json":
+        out(json.dumps(values, indent=2))
         return
-    rows = [[f, k, reports.fmt(v, precision)] for f, values in table.items() for k, v in values.items()]
-    print_table("Metrics", ["file", "metric", "value"], rows, md)
+    if form == "csv":
+        from hangar_pipe.cli.table import csv_text
+
+        out(csv_text(["file", "metric", "value"],
+                     [[f, k, reports.exact(v)] for f, vs in values.items() for k, v in vs.items()]))
+        return
+    rows = [[f, k, reports.fmt(v, precision)] for f, vs in values.items() for k, v in vs.items()]
+    print_table("Metrics", ["file", "metric", "value"], rows, form == "md")
 
 
 @app.command()
-def runs(as_json: Json = False, n: Annotated[int, typer.Option("-n", help="How many runs.")] = 20,
-         md: Markdown = False,
+def runs(as_json: Json = False, md: Markdown = False, as_csv: Csv = False,
+         n: Annotated[int, typer.Option("-n", help="How many runs.")] = 20,
          show_all: Annotated[bool, typer.Option("--all", help="Also runs that ran nothing (--json has them all).")]
-         = False) -> None:
-    """The recorded runs, newest first: when, on which data commit, what ran, key metrics.
+         = False, precision: Precision = 4) -> None:
+    """The recorded runs, newest first: data commit, headline metrics, what ran, when.
+
+    The table fits the terminal (80 columns when piped); --csv and --md have every column in full.
 
     Example: `hpipe runs -n 5 --md`.
     """
     from hangar_pipe import reports
 
-    pipeline = Pipeline.load()
-    if as_json:
-        out(json.dumps([r.to_dict() for r in pipeline.runs(n)], indent=2, default=str))
+    form = _format(as_json, md, as_csv)
+    every = Pipeline.load().runs()
+    if form == "json":
+        out(json.dumps([r.to_dict() for r in every[:n]], indent=2, default=str))
         return
-    records = [r for r in pipeline.runs() if show_all or not r.noop][:n]
-    print_table("Runs", *reports.runs_table(records), md)
+    shown = [r for r in every if show_all or not r.noop][:n]
+    empty = (f"No run ran anything; --all shows the {len(every)} that did nothing." if every
+             else "No runs recorded yet.")
+    _print_columns(reports.run_columns(shown, [r.id for r in every], precision), form, empty)
 
 
 def _diff(kind: str, a: str | None, b: str | None, as_json: bool, md: bool, show_all: bool,
