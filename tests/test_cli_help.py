@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import click
+from typing import Any
+
 import typer
 from conftest import Project
 
 
-def leaf_commands() -> dict[str, click.Command]:
+def leaf_commands() -> dict[str, Any]:
     from hangar_pipe.cli import app
 
-    def walk(cmd: click.Command, path: str) -> dict[str, click.Command]:
-        if isinstance(cmd, click.Group):
-            found: dict[str, click.Command] = {}
+    def walk(cmd: Any, path: str) -> dict[str, Any]:
+        if getattr(cmd, "commands", None):  # a group (typer brings its own click)
+            found: dict[str, Any] = {}
             for name, sub in cmd.commands.items():
                 found.update(walk(sub, f"{path} {name}".strip()))
             return found

@@ -136,7 +136,10 @@ def _diff(kind: str, a: str | None, b: str | None, as_json: bool, md: bool, show
 @metrics_app.command("diff")
 def metrics_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md: Markdown = False,
                  show_all: ShowAll = False, precision: Precision = 5) -> None:
-    """How metrics moved: the values recorded in pipeline.lock vs the files now, by default."""
+    """How metrics moved: the values recorded in pipeline.lock vs the files now, by default.
+
+    Example: `hpipe metrics diff HEAD~1` compares with the lock of the previous git commit.
+    """
     _diff("metrics", a, b, as_json, md, show_all, precision)
 
 
@@ -159,7 +162,10 @@ def params_show(as_json: Json = False, md: Markdown = False, precision: Precisio
 @params_app.command("diff")
 def params_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md: Markdown = False,
                 show_all: ShowAll = False, precision: Precision = 5) -> None:
-    """How params moved: the values recorded in pipeline.lock vs params files now, by default."""
+    """How params moved: the values recorded in pipeline.lock vs params files now, by default.
+
+    Example: `hpipe params diff main` shows what this branch changed.
+    """
     _diff("params", a, b, as_json, md, show_all, precision)
 
 
@@ -171,7 +177,10 @@ PlotsFolder = Annotated[Path, typer.Option("-o", "--out", help="Folder for the P
 
 @app.command()
 def gc(keep_runs: KeepRuns = None, dry_run: DryRun = False) -> None:
-    """Remove cache objects, run-cache entries and cached columns that no kept run, lock entry or workspace needs."""
+    """Remove cache objects, run-cache entries and cached columns that no kept run, lock entry or workspace needs.
+
+    Example: `hpipe gc --keep-runs 10 --dry-run` says what keeping the last 10 runs would free.
+    """
     freed = Pipeline.load().gc(keep_runs, dry_run)
     verb = "Would remove" if dry_run else "Removed"
     out(f"{verb} {freed['objects']} cache objects ({freed['bytes'] / 1e6:.1f} MB),"
@@ -181,6 +190,9 @@ def gc(keep_runs: KeepRuns = None, dry_run: DryRun = False) -> None:
 
 @app.command()
 def plots(output: PlotsFolder = Path("hpipe_plots")) -> None:
-    """Render every `plots:` file to a PNG, plus an index.html showing them all."""
+    """Render every `plots:` file to a PNG, plus an index.html showing them all.
+
+    Example: `hpipe plots -o report && xdg-open report/index.html`.
+    """
     for path in Pipeline.load().plots(output):
         out(f"wrote {path}")

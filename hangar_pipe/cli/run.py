@@ -104,7 +104,7 @@ def commit(stages: Annotated[list[str] | None, typer.Argument(help="Stages to re
            ) -> None:
     """Record stages in pipeline.lock as the workspace is now, without running them.
 
-    Example: after fixing a typo in a script that changes no output, `hpipe commit train`.
+    Example: `hpipe commit train` after fixing a typo in a script that changes no output.
     """
     committed = Pipeline.load().commit(stages or None)
     out(f"Recorded {', '.join(committed)} as the workspace is now." if committed else "Nothing to record.")
