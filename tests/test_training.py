@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import Project, user_error
+from conftest import Done, Project, user_error
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -178,6 +178,80 @@ def test_custom_training_example(project: Project) -> None:
     assert metrics["train_accuracy"] > 0.8 and len(metrics["losses"]) == 3
 
 
+@pytest.fixture(scope="module")
+def ingested_once(tmp_path_factory) -> Path:
+    """A project whose ingest stage ran: 8x8 images, stored flat as (64,) float32."""
+    project = Project(tmp_path_factory.mktemp("ingested"))
+    x, y = tiny_data(60)
+    np.savez(project.root / "raw.npz", x=x, y=y)
+    project.pipeline(PIPELINE)
+    project.write("params.yaml", PARAMS)
+    assert project.ran(project.hpipe("repro", "ingest")) == ["ingest"]
+    return project.root
+
+
+@pytest.fixture
+def ingested(ingested_once: Path, project: Project) -> Project:
+    shutil.copytree(ingested_once, project.root, dirs_exist_ok=True)
+    return project
+
+
+def failed_with(project: Project, done: Done, stage: str) -> str:
+    """Assert a built-in stage failed on bad input: exit 1, one line on stderr, no traceback."""
+    assert done.code == 1 and f"✗ {stage}: failed" in done.out and "exited with code 2" in done.out, done
+    assert "Traceback" not in done.out + done.err
+    lines = done.err.strip().splitlines()
+    assert len(lines) == 1, done.err
+    return lines[0]
+
+
+def test_an_mlp_that_does_not_fit_the_data_fails_before_loading_it(ingested: Project) -> None:
+    """Issue 9: `layers: [784, 10]` on 64 features is one line naming the key, not a torch traceback."""
+    ingested.write("params.yaml", "train:\n  model: {kind: mlp, layers: [784, 10]}\n  epochs: 1\n  device: cpu\n")
+    done = ingested.hpipe("repro", check=1)
+    assert failed_with(ingested, done, "train") == (
+        "hpipe: error: params.yaml:2: train.model.layers[0] is 784 but column mnist_training_images"
+        " holds samples of shape (64,) = 64 features; set it to 64 (or auto)")
+    assert not list(ingested.root.glob(".hpipe/columns/*.npy")), "no column was read"
+    assert not ingested.exists("models/model.pt") and "evaluate" not in done.out
+    debug = ingested.hpipe("--debug", "repro", "-s", "train", check=1)
+    assert "Traceback" in debug.err and debug.err.strip().splitlines()[-1] == done.err.strip()
+    ingested.write("params.yaml", "train:\n  model: {kind: mlp, layers: [auto, 5]}\n  epochs: 1\n  device: cpu\n")
+    line = failed_with(ingested, ingested.hpipe("repro", "train", check=1), "train")
+    assert line == ("hpipe: error: params.yaml:2: train.model.layers[1] is 5 but column"
+                    " mnist_training_labels holds labels up to 9 (10 classes); set it to 10")
+
+
+def test_a_cnn_learns_the_image_side_from_the_column(ingested: Project) -> None:
+    """Issue 9: a CNN on 8x8 images needs no `side:`; a wrong one is one line naming the key."""
+    ingested.write("params.yaml", "train:\n  model: {kind: cnn, channels: [4, 8], side: 28}\n"
+                                  "  epochs: 1\n  device: cpu\n")
+    assert failed_with(ingested, ingested.hpipe("repro", check=1), "train") == (
+        "hpipe: error: params.yaml:2: train.model.side is 28 but column mnist_training_images holds"
+        " samples of shape (64,) = 64 features, not 1 × 28 × 28; set it to 8")
+    ingested.write("params.yaml", "train:\n  model: {kind: cnn, channels: [4, 8]}\n  epochs: 1\n  device: cpu\n")
+    done = ingested.hpipe("repro")
+    assert ingested.ran(done) == ["train", "evaluate"] and "Traceback" not in done.err
+    saved = torch.load(ingested.root / "models/model.pt", weights_only=False)
+    assert saved["model"] == {"kind": "cnn", "channels": [4, 8], "classes": 10, "side": 8, "in_channels": 1}
+    assert json.loads(ingested.read("metrics/eval.json"))["test_samples"] == 12
+
+
+def test_evaluate_checks_the_checkpoint_against_its_columns(trained: Project) -> None:
+    """Issue 9: a checkpoint whose model does not take the test samples is one line, before loading."""
+    from hangar_pipe.stages.train import build_model
+
+    config = {"kind": "mlp", "layers": [36, 10]}
+    torch.save({"state_dict": build_model(config).state_dict(), "model": config, "data": {}},
+               trained.root / "models/model.pt")
+    shutil.rmtree(trained.root / ".hpipe/columns")
+    assert failed_with(trained, trained.hpipe("repro", "-s", "evaluate", check=1), "evaluate") == (
+        "hpipe: error: models/model.pt: model.layers[0] is 36 but column mnist_test_images holds"
+        " samples of shape (64,) = 64 features; evaluate it on columns shaped like its training"
+        " data, or retrain it")
+    assert not list(trained.root.glob(".hpipe/columns/*.npy")), "no column was read"
+
+
 def test_models_and_devices() -> None:
     from hangar_pipe.errors import UserError
     from hangar_pipe.stages.train import build_model, pick_device
@@ -185,7 +259,12 @@ def test_models_and_devices() -> None:
     mlp = build_model({"kind": "mlp", "layers": [784, 500, 200, 10]})
     assert [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)] == [500, 200, 10]
     cnn = build_model({"kind": "cnn", "channels": [4, 8]})
-    assert cnn(torch.zeros(5, 784)).shape == (5, 10)
+    assert cnn(torch.zeros(5, 784)).shape == (5, 10), "a checkpoint without side: 28x28"
+    assert cnn(torch.zeros(5, 28, 28)).shape == (5, 10), "samples of any shape are flattened"
+    small = build_model({"kind": "cnn", "channels": [4, 8], "classes": 3, "side": 8, "in_channels": 3})
+    assert small(torch.zeros(5, 3, 8, 8, dtype=torch.float64)).shape == (5, 3)
+    assert build_model({"kind": "mlp", "layers": [64, 10]})(torch.zeros(2, 8, 8, dtype=torch.uint8)).shape == (2, 10)
+    assert list(mlp.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
     with pytest.raises(UserError, match="unknown model kind"):
         build_model({"kind": "rnn"})
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -30,6 +30,8 @@ def _global(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     options["debug"] = debug
+    if debug:  # stage processes too: a `uses:` stage then shows the traceback of its error
+        os.environ["HPIPE_DEBUG"] = "1"
     if directory is not None:
         try:
             os.chdir(directory)

@@ -2,15 +2,17 @@
 
 SIGTERM (hpipe stopping the run) raises SystemExit, so the callable's `with` blocks and atexit
 hooks run: a Hangar writer discards its staging and releases its lock. Bad input (UserError) is
-one line on stderr and exit code 2.
+one line on stderr and exit code 2, with its traceback first under `hpipe --debug` (HPIPE_DEBUG).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import signal
 import sys
+import traceback
 
 from hangar_pipe.errors import UserError
 
@@ -27,6 +29,8 @@ def main(argv: list[str]) -> int:
     try:
         result = func(**kwargs)
     except UserError as exc:
+        if os.environ.get("HPIPE_DEBUG"):
+            traceback.print_exc()
         print(f"hpipe: error: {exc}", file=sys.stderr)
         return exc.exit_code
     return result if isinstance(result, int) and not isinstance(result, bool) else 0

@@ -1,7 +1,8 @@
 """Built-in `uses: evaluate`: score a checkpoint from the train stage on test columns.
 
 Writes loss, accuracy, per-class precision and recall (metrics/eval.json) and the confusion
-matrix (metrics/confusion.csv: rows are actual classes, columns predicted ones).
+matrix (metrics/confusion.csv: rows are actual classes, columns predicted ones). Before reading
+the data, the checkpoint's model is checked against the test columns' schemas (training.shapes).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Any
 import torch
 
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.hangar.store import HangarStore, short
 from hangar_pipe.stages.common import write_output
 from hangar_pipe.stages.train import build_model, evaluate_batches, pick_device
 from hangar_pipe.training.loader import BatchLoader, ColumnsDataset
+from hangar_pipe.training.shapes import Where, check_classes, check_labels, read_specs, resolve_model
 
 
 def training_data_mismatch(trained_on: dict[str, Any], test_set: ColumnsDataset) -> dict[str, Any] | None:
@@ -36,6 +39,20 @@ def training_data_mismatch(trained_on: dict[str, Any], test_set: ColumnsDataset)
     return {"trained_on": trained_on.get("commit"), "evaluated_at": test_set.commit, "columns": differ}
 
 
+def checked_model(saved: Any, checkpoint: str, images: str, labels: str
+                  ) -> tuple[dict[str, Any], Where]:
+    """The checkpoint's model config, checked against the test columns' schemas (no data read)."""
+    if not isinstance(saved, dict) or "model" not in saved or "state_dict" not in saved:
+        raise UserError(f"evaluate: {checkpoint} is not a checkpoint of the train stage")
+    where = Where(checkpoint, ("model",),
+                  fix="evaluate it on columns shaped like its training data, or retrain it")
+    repo, commit = pinned_commit()
+    specs = read_specs(repo, commit, [images, labels])
+    config = resolve_model(saved["model"], specs[images], where, learn=False)
+    check_labels(specs[labels])
+    return config, where
+
+
 def run(images: str = "mnist_test_images", labels: str = "mnist_test_labels",
         checkpoint: str = "models/model.pt", metrics: str = "metrics/eval.json",
         confusion: str = "metrics/confusion.csv", device: str = "cpu") -> None:
@@ -43,12 +60,15 @@ def run(images: str = "mnist_test_images", labels: str = "mnist_test_labels",
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise UserError(f"evaluate: checkpoint {checkpoint} not found") from None
-    model = build_model(saved["model"])
+    config, where = checked_model(saved, checkpoint, images, labels)
+    model = build_model(config)
     model.load_state_dict(saved["state_dict"])
-    where = pick_device(device)
-    model.to(where)
+    on = pick_device(device)
+    model.to(on)
     test_set = ColumnsDataset([images, labels])
-    loss, preds, targets = evaluate_batches(model, BatchLoader(test_set, 1024, device=where))
+    if len(test_set):
+        check_classes(config, labels, int(test_set.tensors[1].min()), int(test_set.tensors[1].max()), where)
+    loss, preds, targets = evaluate_batches(model, BatchLoader(test_set, 1024, device=on))
     classes = int(max(int(targets.max()), int(preds.max())) + 1)
     matrix = torch.zeros(classes, classes, dtype=torch.int64)
     matrix.index_put_((targets, preds), torch.ones_like(targets), accumulate=True)

@@ -10,7 +10,7 @@
       plots: [metrics/train_history.csv]
 
 params.yaml's `train` section (`section:` in `with:` names another):
-    model: {kind: mlp, layers: [784, 500, 200, 10]}   # or {kind: cnn, channels: [16, 32]}
+    model: {kind: mlp, layers: [auto, 500, 200, 10]}  # or {kind: cnn, channels: [16, 32]}
     optimizer: sgd        # or adam
     lr: 0.01
     momentum: 0.0
@@ -20,7 +20,9 @@ params.yaml's `train` section (`section:` in `with:` names another):
     seed: 0
     device: auto          # cuda when present, else cpu
 
-Same data commit, params and seed give byte-identical metrics on the CPU.
+Before any data is read, the model is checked against the columns' schemas (training.shapes):
+a mismatch is one line naming the params key. Same data commit, params and seed give
+byte-identical metrics on the CPU.
 """
 
 from __future__ import annotations
@@ -35,38 +37,60 @@ from typing import Any
 import torch
 from torch import nn
 
-from hangar_pipe.core.yamlfile import load_data
+from hangar_pipe.core.yamlfile import load_yaml
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.stages.common import progress, write_output
 from hangar_pipe.training.loader import BatchLoader, ColumnsDataset
+from hangar_pipe.training.shapes import (
+    BUILT_DEFAULTS,
+    Where,
+    check_classes,
+    check_labels,
+    check_same_shape,
+    read_specs,
+    resolve_model,
+)
 
 DEFAULTS: dict[str, Any] = {
-    "model": {"kind": "mlp", "layers": [784, 500, 200, 10]}, "optimizer": "sgd", "lr": 0.01,
+    "model": {"kind": "mlp", "layers": ["auto", 500, 200, 10]}, "optimizer": "sgd", "lr": 0.01,
     "momentum": 0.0, "weight_decay": 0.0, "epochs": 10, "batch_size": 32, "seed": 0,
     "device": "auto",
 }
 
 
+class FlatInput(nn.Sequential):
+    """A Sequential that takes samples of any shape: each becomes one float32 vector first.
+
+    A subclass rather than a Flatten layer, so that checkpoints keep their state_dict keys.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(1).float())  # type: ignore[no-any-return]
+
+
 def build_model(config: dict[str, Any]) -> nn.Module:
-    """An MLP (`layers`: sizes from input to classes) or a small CNN on 28x28 images."""
+    """A model from a complete config (training.shapes.resolve_model): an MLP (`layers`: sizes
+    from input to classes) or a small CNN on square images (`side`, `in_channels`). Missing sizes
+    are those of models built before they were learned: 784 inputs, 28x28 images."""
     kind = config.get("kind", "mlp")
+    if kind not in BUILT_DEFAULTS:
+        raise UserError(f"train: unknown model kind '{kind}' (mlp or cnn)")
+    full = {**BUILT_DEFAULTS[kind], **config}
     if kind == "mlp":
-        sizes = list(config.get("layers", DEFAULTS["model"]["layers"]))
+        sizes = [int(n) for n in full["layers"]]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(nn.ReLU())
-        return nn.Sequential(*layers)
-    if kind == "cnn":
-        c1, c2 = config.get("channels", [16, 32])
-        side = int(config.get("side", 28))
-        return nn.Sequential(
-            nn.Unflatten(1, (1, side, side)),
-            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(c2 * (side // 4) ** 2, int(config.get("classes", 10))))
-    raise UserError(f"train: unknown model kind '{kind}' (mlp or cnn)")
+        return FlatInput(*layers)
+    (c1, c2), side, depth = full["channels"], int(full["side"]), int(full["in_channels"])
+    return FlatInput(
+        nn.Unflatten(1, (depth, side, side)),
+        nn.Conv2d(depth, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(c2 * (side // 4) ** 2, int(full["classes"])))
 
 
 def pick_device(name: str) -> torch.device:
@@ -84,7 +108,7 @@ def evaluate_batches(model: nn.Module, loader: BatchLoader) -> tuple[float, torc
     model.eval()
     with torch.no_grad():
         for x, y in loader:
-            y = y.reshape(-1)
+            y = y.reshape(-1).long()
             out = model(x)
             total += float(loss_fn(out, y))
             preds.append(out.argmax(1).cpu())
@@ -92,15 +116,73 @@ def evaluate_batches(model: nn.Module, loader: BatchLoader) -> tuple[float, torc
     return total / max(1, len(loader.dataset)), torch.cat(preds), torch.cat(targets)
 
 
-def hyperparameters(params_file: str, section: str) -> dict[str, Any]:
-    data = load_data(Path(params_file), params_file) or {}
-    if section not in data or not isinstance(data[section], dict):
+def hyperparameters(params_file: str, section: str) -> tuple[dict[str, Any], Where]:
+    """The section's values over the defaults, and where its model config is (for errors)."""
+    doc = load_yaml(Path(params_file), params_file)
+    data = doc.data or {}
+    if not isinstance(data, dict) or section not in data or not isinstance(data[section], dict):
         raise UserError(f"train: section '{section}' not found in {params_file}")
     unknown = set(data[section]) - set(DEFAULTS)
     if unknown:
         raise UserError(f"train: {params_file}: unknown key '{section}.{sorted(unknown)[0]}'"
                         f" (known: {', '.join(DEFAULTS)})")
-    return {**DEFAULTS, **data[section]}
+    if data[section].get("optimizer", "sgd") not in ("sgd", "adam"):
+        raise UserError(f"train: unknown optimizer '{data[section]['optimizer']}' (sgd or adam)")
+    return {**DEFAULTS, **data[section]}, Where(params_file, (section, "model"), doc)
+
+
+def checked_model(config: Any, where: Where, images: str, labels: str, val_images: str,
+                  val_labels: str) -> dict[str, Any]:
+    """The complete model config for these columns, from their schemas alone (no data read)."""
+    repo, commit = pinned_commit()
+    specs = read_specs(repo, commit, [images, labels, val_images, val_labels])
+    model = resolve_model(config, specs[images], where)
+    check_labels(specs[labels])
+    check_same_shape(specs[images], specs[val_images])
+    check_labels(specs[val_labels])
+    return model
+
+
+def make_optimizer(model: nn.Module, hp: dict[str, Any]) -> torch.optim.Optimizer:
+    if hp["optimizer"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=hp["momentum"],
+                               weight_decay=hp["weight_decay"])
+    return torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+
+
+def check_loaded_labels(model: dict[str, Any], where: Where, *sets: tuple[str, ColumnsDataset]) -> None:
+    """Every label a class of the model: the one check that needs the (loaded) labels."""
+    for name, dataset in sets:
+        if len(dataset):
+            labels = dataset.tensors[1]
+            check_classes(model, name, int(labels.min()), int(labels.max()), where)
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: BatchLoader,
+        val_loader: BatchLoader, epochs: int) -> dict[str, list[float]]:
+    """Train for `epochs`, printing a line per epoch; the per-epoch losses and accuracy."""
+    loss_fn = nn.CrossEntropyLoss()
+    log: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    with progress(epochs * len(train_loader), "training") as advance:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            total, started = 0.0, time.perf_counter()
+            for x, y in train_loader:
+                optimizer.zero_grad()
+                loss = loss_fn(model(x), y.reshape(-1).long())
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(x)
+                advance(1, f"epoch {epoch}")
+            seconds = time.perf_counter() - started  # the training pass alone (printed, not recorded)
+            val_loss, preds, targets = evaluate_batches(model, val_loader)
+            log["train_loss"].append(total / len(train_loader.dataset))
+            log["val_loss"].append(val_loss)
+            log["val_accuracy"].append(float((preds == targets).float().mean()))
+            print(f"epoch {epoch}/{epochs}: train loss {log['train_loss'][-1]:.4f}, "
+                  f"val loss {val_loss:.4f}, val accuracy {log['val_accuracy'][-1]:.4f}"
+                  f" ({seconds:.2f}s)", flush=True)
+    return log
 
 
 def run(images: str = "mnist_training_images", labels: str = "mnist_training_labels",
@@ -108,7 +190,8 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
         section: str = "train", params_file: str = "params.yaml",
         checkpoint: str = "models/model.pt", metrics: str = "metrics/train.json",
         history: str = "metrics/train_history.csv") -> None:
-    hp = hyperparameters(params_file, section)
+    hp, where = hyperparameters(params_file, section)
+    config = checked_model(hp["model"], where, images, labels, val_images, val_labels)
     torch.manual_seed(int(hp["seed"]))
     device = pick_device(str(hp["device"]))
     if device.type == "cuda":  # CPU kernels are deterministic already; the flag halves their speed
@@ -116,44 +199,18 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
         torch.use_deterministic_algorithms(True, warn_only=True)
     train_set = ColumnsDataset([images, labels])
     val_set = ColumnsDataset([val_images, val_labels], repo=train_set.repo, commit=train_set.commit)
+    check_loaded_labels(config, where, (labels, train_set), (val_labels, val_set))
     train_loader = BatchLoader(train_set, int(hp["batch_size"]), shuffle=True, seed=int(hp["seed"]),
                                device=device)
     val_loader = BatchLoader(val_set, 1024, device=device)
-    model = build_model(hp["model"]).to(device)
-    if hp["optimizer"] == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
-    elif hp["optimizer"] == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-    else:
-        raise UserError(f"train: unknown optimizer '{hp['optimizer']}' (sgd or adam)")
-    loss_fn = nn.CrossEntropyLoss()
-    log: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    model = build_model(config).to(device)
     epochs = int(hp["epochs"])
-    with progress(epochs * len(train_loader), "training") as advance:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            total, started = 0.0, time.perf_counter()
-            for x, y in train_loader:
-                optimizer.zero_grad()
-                loss = loss_fn(model(x), y.reshape(-1))
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(x)
-                advance(1, f"epoch {epoch}")
-            seconds = time.perf_counter() - started  # the training pass alone (printed, not recorded)
-            val_loss, preds, targets = evaluate_batches(model, val_loader)
-            log["train_loss"].append(total / len(train_set))
-            log["val_loss"].append(val_loss)
-            log["val_accuracy"].append(float((preds == targets).float().mean()))
-            print(f"epoch {epoch}/{epochs}: train loss {log['train_loss'][-1]:.4f}, "
-                  f"val loss {val_loss:.4f}, val accuracy {log['val_accuracy'][-1]:.4f}"
-                  f" ({seconds:.2f}s)", flush=True)
+    log = fit(model, make_optimizer(model, hp), train_loader, val_loader, epochs)
     provenance = {"repo": str(train_set.repo), "commit": train_set.commit,
                   "columns": {**train_set.fingerprints, **val_set.fingerprints}}
     buf = io.BytesIO()
     torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                "model": hp["model"], "params": hp, "data": provenance,
+                "model": config, "params": hp, "data": provenance,
                 "torch_version": torch.__version__, "stage": os.environ.get("HPIPE_STAGE")}, buf)
     write_output(checkpoint, buf.getvalue())
     final = {k: v[-1] for k, v in log.items()}
@@ -162,4 +219,3 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
     rows = [f"{e},{a!r},{b!r},{c!r}\n" for e, (a, b, c) in
             enumerate(zip(log["train_loss"], log["val_loss"], log["val_accuracy"]), start=1)]
     write_output(history, ("epoch,train_loss,val_loss,val_accuracy\n" + "".join(rows)).encode())
-

@@ -33,6 +33,7 @@ from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.column_cache import ColumnCache
 from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.hangar.store import ColumnState, HangarStore, short
+from hangar_pipe.training.shapes import column_spec
 
 
 def sort_keys(keys: Iterable[bytes]) -> list[bytes]:
@@ -59,16 +60,10 @@ def column_keys(store: HangarStore, commit: str, name: str) -> list[bytes]:
 def read_column(store: HangarStore, commit: str, name: str, keys: Sequence[bytes] | None = None,
                 *, verify: bool = True) -> np.ndarray:
     """A fixed-shape ndarray column as one array, rows in `keys` order (default: sorted keys)."""
-    state = store.column(commit, name)
-    if state is None:
-        raise UserError(f"column '{name}' not in {store.path} at {short(commit)}")
-    schema = state.schema
-    if (schema["column_type"], schema["column_layout"], schema["schema_type"]) != (
-            "ndarray", "flat", "fixed_shape"):
-        raise UserError(f"column '{name}': only flat fixed-shape ndarray columns load in bulk")
+    described = column_spec(store, commit, name)
     digests = store.samples(commit, name)
     keys = list(keys) if keys is not None else sort_keys(digests)
-    shape, dtype = tuple(schema["shape"]), np.dtype(schema["dtype"])
+    shape, dtype = described.shape, np.dtype(described.dtype)
     out = np.empty((len(keys), *shape), dtype=dtype)
     shape_text = " ".join(map(str, shape)).encode()
     groups: dict[tuple[bytes, bytes, bytes], tuple[list[int], list[int], list[bytes]]] = {}
