@@ -80,6 +80,8 @@ def test_cnn_side_checked() -> None:
         "train.model.side is 28 but column digits_training_images holds samples of shape (8, 8)"
         " = 64 features; set it to 8")
     assert "train.model.in_channels is 3 but column" in error({"kind": "cnn", "in_channels": 3}, DIGITS)
+    assert "train.model.side is 3; the cnn needs images of side 4 or more" in error(
+        {"kind": "cnn", "side": 3}, ColumnSpec("tiny", (9,), "float32"))
 
 
 @pytest.mark.parametrize(("shape", "message"), [

@@ -178,8 +178,9 @@ def _resolve_cnn(full: dict[str, Any], images: ColumnSpec, where: Where) -> dict
         raise where.error((), f"is a cnn on square images, (side, side) or (channels, side, side),"
                           f" but {images.holds()}")
     if side < 4:
-        raise where.error(("side",), f"is {side} (learned from column {images.name}); the cnn needs"
-                          " images of side 4 or more (two 2x2 poolings)")
+        learned = "" if "side" in given else f" (learned from column {images.name})"
+        raise where.error(("side",), f"is {side}{learned}; the cnn needs images of side 4 or more"
+                          " (two 2x2 poolings)")
     return {"kind": "cnn", "channels": channels, "classes": classes, "side": side, "in_channels": depth}
 
 
