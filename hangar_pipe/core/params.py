@@ -9,8 +9,6 @@ stage declares such a file.
 
 from __future__ import annotations
 
-import datetime
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +59,7 @@ def _load_json(raw: bytes, rel: str) -> Any:
         raise UserError("invalid JSON: not UTF-8 text", file=rel) from None
 
 
-_TOML_AT = re.compile(r" \(at (?:line (\d+), column (\d+)|end of document)\)$")
+_TOML_AT = r" \(at (?:line (\d+), column (\d+)|end of document)\)$"  # where tomllib says it failed
 
 
 def _load_toml(raw: bytes, rel: str) -> Any:
@@ -78,11 +76,13 @@ def _load_toml(raw: bytes, rel: str) -> Any:
         return _plain(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
-        at = _TOML_AT.search(message)
+        import re
+
+        at = re.search(_TOML_AT, message)
         line, column = (at.group(1), at.group(2)) if at else (None, None)
         if at and line is None:  # at end of document
             line = str(text.count("\n") + 1)
-        raise UserError(f"invalid TOML: {_TOML_AT.sub('', message)}"
+        raise UserError(f"invalid TOML: {re.sub(_TOML_AT, '', message)}"
                         + (f" (column {column})" if column else ""), file=rel,
                         line=int(line) if line else None) from None
 
@@ -94,6 +94,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    import datetime
+
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     return value

@@ -16,7 +16,6 @@ from hangar_pipe.core.decisions import (
     output_drift,
     stage_reasons,
 )
-from hangar_pipe.core.gitignore import ensure_ignored
 from hangar_pipe.core.kinds import Record, record_key, recorded_metrics
 from hangar_pipe.core.runcache import run_key
 from hangar_pipe.core.runner import Job, Processes, StageError, Verify
@@ -153,6 +152,8 @@ class StageOps:
 
     def _keep_out_of_git(self, stage: Stage) -> None:
         """Once a stage is recorded, what of it hpipe keeps goes in .gitignore (see core.gitignore)."""
+        from hangar_pipe.core.gitignore import ensure_ignored
+
         ws = self.ctx.workspace
         ensure_ignored(ws.root, [p for item in (*stage.deps, *stage.outs) for p in item.ignored(ws)])
 
