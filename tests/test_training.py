@@ -271,3 +271,23 @@ def test_models_and_devices() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             pick_device("cuda")
+
+
+def test_train_reads_a_toml_params_file(ingested: Project) -> None:
+    ingested.write("params.toml", """
+        [train]
+        optimizer = "adam"
+        lr = 0.02
+        epochs = 1
+        batch_size = 16
+        device = "cpu"
+        model = {kind = "mlp", layers = ["auto", 16, 10]}
+    """)
+    ingested.pipeline(PIPELINE.replace(
+        "uses: train\n", "uses: train\n        with: {params_file: params.toml}\n").replace(
+        "params: [train]", "params: [{params.toml: [train]}]"))
+    assert ingested.ran(ingested.hpipe("repro", "train")) == ["train"]
+    saved = torch.load(ingested.root / "models/model.pt", weights_only=False)
+    assert saved["params"]["lr"] == 0.02 and saved["model"]["layers"] == [64, 16, 10]
+    ingested.write("params.toml", ingested.read("params.toml").replace("lr = 0.02", "lr = 0.03"))
+    assert ingested.hpipe("status").out.startswith("• train: would run (changed params: params.toml: train.lr (modified))")

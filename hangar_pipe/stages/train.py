@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hangar_pipe.core.params import load_params, params_format
 from hangar_pipe.core.yamlfile import load_yaml
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.source import pinned_commit
@@ -118,8 +119,12 @@ def evaluate_batches(model: nn.Module, loader: BatchLoader) -> tuple[float, torc
 
 def hyperparameters(params_file: str, section: str) -> tuple[dict[str, Any], Where]:
     """The section's values over the defaults, and where its model config is (for errors)."""
-    doc = load_yaml(Path(params_file), params_file)
-    data = doc.data or {}
+    doc = None
+    if params_format(params_file) == "YAML":  # read with line numbers, for errors
+        doc = load_yaml(Path(params_file), params_file)
+        data = doc.data or {}
+    else:  # JSON, TOML: as a stage's `params:` reads them
+        data = load_params(Path(params_file), params_file) or {}
     if not isinstance(data, dict) or section not in data or not isinstance(data[section], dict):
         raise UserError(f"train: section '{section}' not found in {params_file}")
     unknown = set(data[section]) - set(DEFAULTS)
