@@ -176,3 +176,60 @@ def test_dead_pid_in_lock_file_is_taken_over(three_stage: Project) -> None:
     done = three_stage.hpipe("repro")
     assert f"taking over from an interrupted run (process {dead.pid})" in done.out
     assert three_stage.ran(done) == ["prepare", "train", "evaluate"]
+
+
+def test_an_orphaned_stage_is_stopped_before_it_could_run_twice(project: Project) -> None:
+    """SIGKILL of hpipe leaves its stage running (its own process group); the next repro stops
+    it first and says so, so the stage never runs twice at once."""
+    project.write("step.py", """
+        import os, pathlib, time
+        log = pathlib.Path("starts.txt")
+        earlier = [int(p) for p in log.read_text().split()] if log.exists() else []
+        running = [p for p in earlier if os.path.exists(f"/proc/{p}")
+                   and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+        with log.open("a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+        if running:
+            pathlib.Path("overlap.txt").write_text(str(running))
+        if pathlib.Path("slow").exists():
+            time.sleep(60)
+        pathlib.Path("out.txt").write_text("done")
+    """)
+    project.write("slow", "")
+    project.pipeline("""
+        stages:
+          step: {cmd: python step.py, deps: [step.py], outs: [out.txt]}
+    """)
+    proc = project.popen("repro")
+    orphan = int(wait_for(project.root / "starts.txt"))
+    proc.kill()
+    proc.wait(timeout=30)  # (its output pipes stay open: the orphan holds them)
+    assert alive(orphan), "the stage outlives a SIGKILLed hpipe"
+    group = os.getpgid(orphan)
+    (project.root / "slow").unlink()
+    done = project.hpipe("repro")
+    assert f"stopped orphaned stage 'step' (process group {group})" in done.err
+    assert project.ran(done) == ["step"] and not alive(orphan)
+    assert not project.exists("overlap.txt"), "the stage ran twice at once"
+    assert not os.listdir(project.root / ".hpipe" / "running"), "nothing left recorded"
+    proc.communicate(timeout=30)
+
+
+def test_a_recorded_group_that_is_gone_or_reused_is_left_alone(tmp_path: Path) -> None:
+    from hangar_pipe.core.orphans import RunningStages
+
+    running = RunningStages(tmp_path / "running")
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        running.add(other.pid, "reused")
+        record = tmp_path / "running" / str(other.pid)
+        record.write_text(record.read_text().replace('"start": "', '"start": "1'))  # another start time
+        done = subprocess.Popen(["true"], start_new_session=True)
+        done.wait()
+        running.add(done.pid, "finished")
+        assert running.stop_orphans(grace=0.5) == []
+        assert other.poll() is None, "a group with the pid of a recorded one but another start is not ours"
+        assert list((tmp_path / "running").iterdir()) == []
+    finally:
+        other.kill()
+        other.wait()

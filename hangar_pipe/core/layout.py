@@ -24,6 +24,12 @@ def repro_mutex(root: Path) -> Path:
     return root / STATE_DIR / "repro.lock"
 
 
+def running_dir(root: Path) -> Path:
+    """One file per stage process group running now, so a killed run's orphans can be stopped
+    (core/orphans.py)."""
+    return root / STATE_DIR / "running"
+
+
 def cache_dir(root: Path) -> Path:
     """The output cache (`objects/`) and the run cache database."""
     return root / STATE_DIR / "cache"

@@ -12,8 +12,9 @@ import time
 from hangar_pipe.core.context import RunContext
 from hangar_pipe.core.graph import Graph
 from hangar_pipe.core.history import RunRecord, current_metrics, current_params
-from hangar_pipe.core.layout import repro_mutex
+from hangar_pipe.core.layout import repro_mutex, running_dir
 from hangar_pipe.core.mutex import ReproMutex
+from hangar_pipe.core.orphans import RunningStages
 from hangar_pipe.core.runner import Runner, RunResult, State
 from hangar_pipe.core.spec import PipelineSpec
 from hangar_pipe.core.stage_ops import StageOps
@@ -61,15 +62,20 @@ def repro(ctx: RunContext, targets: list[str] | None = None) -> RunResult:
     if options.data_commit is not None:
         ctx.data.pin(options.data_commit)
     preflight(ctx, order)
+    running = None if options.dry_run else RunningStages(running_dir(ctx.root))
     runner = Runner(order, ctx.graph.upstream, StageOps(ctx), ctx.reporter, held=held,
-                    dry_run=options.dry_run, keep_going=options.keep_going, jobs=options.jobs)
-    if options.dry_run:
+                    dry_run=options.dry_run, keep_going=options.keep_going, jobs=options.jobs,
+                    registry=running)
+    if running is None:
         ctx.reporter.run_started(None, order)
         result = runner.run()
     else:
         with ReproMutex(repro_mutex(ctx.root)) as mutex:
             if mutex.stale_pid:
                 ctx.reporter.recovered(mutex.stale_pid)
+            for orphan in running.stop_orphans():
+                ctx.reporter.warning(f"stopped orphaned stage '{orphan.stage}' (process group"
+                                     f" {orphan.pgid}) left running by a killed run")
             ctx.begin()
             ctx.lock.keep_only(set(ctx.spec.stages))
             ctx.reporter.run_started(ctx.run_id, order)

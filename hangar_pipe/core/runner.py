@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from hangar_pipe.core.reporter import Reporter
 from hangar_pipe.errors import UserError
 
+if TYPE_CHECKING:
+    from hangar_pipe.core.orphans import RunningStages
+
 if TYPE_CHECKING:  # concurrent.futures (and the logging it imports) loads only when a stage runs
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -92,24 +95,30 @@ class StageError(Exception):
 class Processes:
     """The commands running now, each in its own process group so it can be stopped whole."""
 
-    def __init__(self, stdout: int | None = None) -> None:
+    def __init__(self, stdout: int | None = None, registry: RunningStages | None = None) -> None:
         self.stdout = stdout
+        self.registry = registry  # where groups are recorded while they run (not in a dry run)
         self._guard = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
         self.stopping = False
 
-    def run(self, args: str | list[str], *, shell: bool, cwd: str, env: dict[str, str]) -> int:
+    def run(self, args: str | list[str], *, shell: bool, cwd: str, env: dict[str, str],
+            stage: str = "") -> int:
         with self._guard:
             if self.stopping:
                 return -signal.SIGTERM
             proc = subprocess.Popen(args, shell=shell, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                     stdout=self.stdout, start_new_session=True)
             self._running.add(proc)
+            if self.registry is not None:
+                self.registry.add(proc.pid, stage)
         try:
             return proc.wait()
         finally:
             with self._guard:
                 self._running.discard(proc)
+            if self.registry is not None:
+                self.registry.remove(proc.pid)
 
     def stop_all(self, grace: float = 5.0) -> None:
         with self._guard:
@@ -148,7 +157,7 @@ class Runner:
 
     def __init__(self, order: list[str], upstream: dict[str, set[str]], ops: StageOps,
                  reporter: Reporter, *, held: dict[str, State] | None = None, dry_run: bool = False,
-                 keep_going: bool = False, jobs: int = 1) -> None:
+                 keep_going: bool = False, jobs: int = 1, registry: RunningStages | None = None) -> None:
         self.order, self.ops, self.reporter = order, ops, reporter
         self.held = held or {}
         self.dry_run, self.keep_going, self.jobs = dry_run, keep_going, max(1, jobs)
@@ -157,7 +166,7 @@ class Runner:
         self.position = {name: i for i, name in enumerate(order)}
         self.results: dict[str, StageResult] = {}
         self.running: dict[Future[int], tuple[str, dict[str, Any], float]] = {}
-        self.procs = Processes(reporter.stage_output)
+        self.procs = Processes(reporter.stage_output, registry)
         self.stop = False  # set by a failure without keep_going: start nothing new
         self.sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(self.upstream)
         self.pool: ThreadPoolExecutor | None = None

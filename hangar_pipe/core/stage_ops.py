@@ -112,12 +112,12 @@ class StageOps:
             paths = [cwd, str(ctx.root), *filter(None, [env.get("PYTHONPATH")])]
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
             argv = [sys.executable, "-m", CALL_MODULE, stage.target or "", json.dumps(stage.with_)]
-            return lambda procs: procs.run(argv, shell=False, cwd=cwd, env=env)
+            return lambda procs: procs.run(argv, shell=False, cwd=cwd, env=env, stage=name)
         commands = shell_commands(stage.cmd)
 
         def run_commands(procs: Processes) -> int:
             for command in commands:
-                if code := procs.run(command, shell=True, cwd=cwd, env=env):
+                if code := procs.run(command, shell=True, cwd=cwd, env=env, stage=name):
                     return code
             return 0
 
