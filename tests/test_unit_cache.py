@@ -1,13 +1,19 @@
-"""The object store and the run cache in-process: add, restore, corruption, gc, the database's old name."""
+"""The object store and the run cache in-process: add, restore, corruption, gc, the database's old name,
+and symbolic links (never followed out of the project)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from hangar_pipe.core.files import outside_link
 from hangar_pipe.core.fingerprint import fingerprint_path
 from hangar_pipe.core.objects import ObjectStore
 from hangar_pipe.core.runcache import RunCache
+from hangar_pipe.errors import UserError
 
 
 class Warnings:
@@ -133,3 +139,83 @@ def test_a_run_id_prefix_must_name_one_run(tmp_path: Path) -> None:
         history.find("20261128-100000-aa")
     with pytest.raises(UserError, match="no run with id 'x'"):
         history.find("x")
+
+
+def outside_file(tmp_path: Path, text: str) -> Path:
+    """A private (0600) file outside the store's project."""
+    (tmp_path / "outside").mkdir(exist_ok=True)
+    secret = tmp_path / "outside" / "secret"
+    secret.write_text(text)
+    secret.chmod(0o600)
+    return secret
+
+
+def test_a_linked_object_is_corrupt_even_with_the_right_bytes(tmp_path: Path) -> None:
+    reporter = Warnings()
+    store = ObjectStore(tmp_path / "project/.hpipe/cache", reporter)  # type: ignore[arg-type]
+    (tmp_path / "f.txt").write_text("good")
+    f = record(tmp_path / "f.txt")
+    store.save(tmp_path / "f.txt", f)
+    obj = store.path(f["hash"])
+    obj.unlink()
+    obj.symlink_to(secret := outside_file(tmp_path, "good"))  # the same bytes, through a link
+    assert store.can_restore(f)
+    assert not store.restore(tmp_path / "f.txt", f)
+    assert not obj.is_symlink() and not obj.exists(), "the link itself is removed"
+    assert secret.read_text() == "good" and secret.stat().st_mode & 0o777 == 0o600
+    assert reporter.messages == [f"cache object {f['hash']} is a symbolic link;"
+                                 " removed (never followed), the stage runs"]
+    store.save(tmp_path / "f.txt", f)
+    assert obj.is_file() and not obj.is_symlink() and obj.read_text() == "good"
+
+
+def test_collect_removes_links_without_following_them(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "project/.hpipe/cache")
+    (tmp_path / "f.txt").write_text("kept")
+    f = record(tmp_path / "f.txt")
+    store.save(tmp_path / "f.txt", f)
+    obj = store.path(f["hash"])
+    obj.unlink()
+    obj.symlink_to(secret := outside_file(tmp_path, "private"))
+    (store.folder / "zz").symlink_to(secret.parent)  # a linked folder is not walked into
+    keep = store.referenced([f])
+    assert store.collect(keep, dry_run=False) == (2, 0), "even a referenced object's link goes"
+    assert not obj.is_symlink() and not (store.folder / "zz").is_symlink()
+    assert secret.read_text() == "private" and secret.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in secret.parent.iterdir()) == ["secret"]
+
+
+def test_restore_replaces_a_link_and_refuses_a_folder_linked_outside(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    store = ObjectStore(root / ".hpipe/cache")
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "a").write_text("a")
+    (root / "f.txt").write_text("one")
+    d, f = record(root / "d"), record(root / "f.txt")
+    store.save(root / "d", d)
+    store.save(root / "f.txt", f)
+    secret = outside_file(tmp_path, "private")
+    for name in ("d", "f.txt"):  # the output itself a link out: the link is replaced
+        target = root / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        target.symlink_to(secret.parent if name == "d" else secret)
+    assert store.restore(root / "d", d, root=root) and store.restore(root / "f.txt", f, root=root)
+    assert not (root / "d").is_symlink() and (root / "d" / "a").read_text() == "a"
+    assert not (root / "f.txt").is_symlink() and (root / "f.txt").read_text() == "one"
+    (root / "ldir").symlink_to(secret.parent)  # its folder a link out: refused, nothing written
+    with pytest.raises(UserError, match="outside the project"):
+        store.restore(root / "ldir" / "f.txt", f, root=root)
+    assert sorted(p.name for p in secret.parent.iterdir()) == ["secret"]
+    assert secret.read_text() == "private" and secret.stat().st_mode & 0o777 == 0o600
+
+
+def test_outside_link_names_the_link_that_leads_out(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (root / "real" / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / "in").symlink_to(root / "real")
+    (root / "real" / "out").symlink_to(elsewhere)
+    assert outside_link(root, ".") is None and outside_link(root, "real/sub") is None
+    assert outside_link(root, "in/sub") is None and outside_link(root, "not/made/yet") is None
+    assert outside_link(root, "in/out/x") == f"'in/out' is a symbolic link to {elsewhere}"
+    assert outside_link(root, "real/out") == f"'real/out' is a symbolic link to {elsewhere}"

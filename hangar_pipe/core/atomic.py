@@ -14,16 +14,17 @@ def _umask() -> int:
     return umask
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename; the file's mode is kept."""
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Temp file in the same folder, fsync, rename; the file's mode is kept (or set to `mode`)."""
     import tempfile  # not needed on the no-op path
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        try:  # keep the file's mode; a new one gets the usual 0666 & ~umask, not mkstemp's 0600
-            mode = os.stat(path).st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()
+        if mode is None:
+            try:  # keep the file's mode; a new one gets the usual 0666 & ~umask, not mkstemp's 0600
+                mode = os.stat(path).st_mode & 0o7777
+            except FileNotFoundError:
+                mode = 0o666 & ~_umask()
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

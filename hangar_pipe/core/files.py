@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import posixpath
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,15 +79,20 @@ class PathOut(PathDep):
     def persists(self) -> bool:
         return self.persist
 
+    def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
+        """Refuse an output whose folder leads out of the project through a symbolic link."""
+        if link := outside_link(ws.root, posixpath.dirname(self.path)):
+            return f"output '{self.path}' is outside the project: {link}"
+        return None
+
     def clean(self, ws: Workspace) -> None:
         """Remove the file or folder (a link itself, never what it points to); refuse a path whose
         folder leads outside the project."""
         if self.persist:
             return
         path = self.file(ws)
-        if not path.parent.resolve().is_relative_to(ws.root.resolve()):
-            raise UserError(f"output '{self.path}' is outside the project (through a symbolic link);"
-                            " not removed")
+        if link := outside_link(ws.root, posixpath.dirname(self.path)):
+            raise UserError(f"output '{self.path}' is outside the project: {link}; not removed")
         if path.is_symlink() or path.is_file():
             path.unlink()
         elif path.is_dir():
@@ -98,6 +106,36 @@ class PathOut(PathDep):
         if self.role == "metric":  # metric values go in the lock, for `hpipe metrics diff`
             return {**rec, "metrics": read_metrics(self.file(ws))}
         return rec
+
+
+def outside_link(root: Path, folder: str) -> str | None:
+    """Why a project folder (relative, posix; '' or '.' for the root) is really outside the project
+    `root` (a real path): '<link> is a symbolic link to <target>'; None when it is inside.
+
+    Only the folders that exist are looked at, with lstat; a link is resolved only when there is one.
+    """
+    root = _real(root)
+    current = str(root)
+    for part in folder.split("/") if folder not in ("", ".") else ():
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # hpipe (or the stage) creates the rest as plain folders
+        if stat.S_ISLNK(mode) and not is_inside(root, os.path.realpath(current)):
+            rel = os.path.relpath(current, root).replace(os.sep, "/")
+            return f"'{rel}' is a symbolic link to {os.path.realpath(current)}"
+    return None
+
+
+@functools.cache
+def _real(root: Path) -> Path:
+    return Path(os.path.realpath(root))
+
+
+def is_inside(root: Path, path: str) -> bool:
+    """Whether a real path is the (real) root or below it."""
+    return os.path.commonpath([str(root), path]) == str(root)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from hangar_pipe.core.atomic import atomic_write
 from hangar_pipe.core.fingerprint import folder_hash, hash_file, walk_files
 from hangar_pipe.core.reporter import Reporter, SilentReporter
+from hangar_pipe.errors import UserError
 
 Record = dict[str, Any]
 
@@ -36,8 +38,8 @@ class ObjectStore:
         import tempfile  # not needed on the no-op path
 
         target = self.path(digest)
-        if target.exists():
-            return
+        if _is_object(target):
+            return  # (a link in its place is replaced below, never written through)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         os.close(fd)
@@ -63,18 +65,26 @@ class ObjectStore:
             manifest.append([rel, digest])
             progress.advance()
         target = self.path(rec["hash"] + ".dir")
-        if not target.exists():
+        if not _is_object(target):
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, json.dumps(manifest).encode())
-            target.chmod(0o444)
+            atomic_write(target, json.dumps(manifest).encode(), mode=0o444)
 
     def _verified(self, digest: str, expected: str | None = None) -> Path | None:
         """The object's path if it exists and is intact; a corrupted one is removed (and warned about).
 
-        A file object must hash to its name; a folder manifest must rebuild its folder's hash.
+        A file object must hash to its name; a folder manifest must rebuild its folder's hash. A
+        symbolic link in an object's place is corrupt too: the link itself is removed, never followed.
         """
         path = self.path(digest)
-        if not path.exists():
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(mode):
+            what = "a symbolic link" if stat.S_ISLNK(mode) else "not a file"
+            self.reporter.warning(f"cache object {digest} is {what}; removed (never followed),"
+                                  " the stage runs")
+            _remove(path)
             return None
         if expected is None:
             intact = hash_file(path) == digest
@@ -82,8 +92,7 @@ class ObjectStore:
             intact = folder_hash(json.loads(path.read_bytes())) == expected
         if not intact:
             self.reporter.warning(f"cache object {digest} is corrupted; removed, the stage runs")
-            path.chmod(0o644)
-            path.unlink()
+            _remove(path)
             return None
         return path
 
@@ -98,32 +107,40 @@ class ObjectStore:
                 continue
             manifest = self.path(rec["hash"] + ".dir")
             paths.add(manifest)
-            if manifest.exists():
+            if _is_object(manifest):
                 paths.update(self.path(d) for _, d in json.loads(manifest.read_bytes()))
         return paths
 
     def collect(self, keep: set[Path], dry_run: bool) -> tuple[int, int]:
-        """Remove every object not in keep: (objects, bytes) removed (or that would be)."""
+        """Remove every object not in keep, and every symbolic link (the link itself, never what it
+        points to; rglob does not follow linked folders): (objects, bytes) removed (or that would be)."""
         count = size = 0
         if not self.folder.exists():
             return 0, 0
         for path in self.folder.rglob("*"):
-            if path.is_file() and path not in keep:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and path not in keep):
                 count += 1
-                size += path.stat().st_size
+                size += 0 if stat.S_ISLNK(st.st_mode) else st.st_size
                 if not dry_run:
-                    path.chmod(0o644)
-                    path.unlink()
+                    _remove(path)
         return count, size
 
     def can_restore(self, rec: Record) -> bool:
+        """Whether every object is there (a link in an object's place counts: `restore` then warns
+        about it and removes it; a linked manifest is never read)."""
         if "nfiles" not in rec:
-            return self.path(rec["hash"]).exists()
+            return os.path.lexists(self.path(rec["hash"]))
         manifest = self.path(rec["hash"] + ".dir")
-        return manifest.exists() and all(self.path(d).exists() for _, d in json.loads(manifest.read_bytes()))
+        if not _is_object(manifest):
+            return os.path.lexists(manifest)
+        return all(os.path.lexists(self.path(d)) for _, d in json.loads(manifest.read_bytes()))
 
-    def restore(self, workspace: Path, rec: Record, stage: str = "") -> bool:
-        """Put a recorded output back in the workspace from verified objects; False if it can't."""
+    def restore(self, workspace: Path, rec: Record, stage: str = "", root: Path | None = None) -> bool:
+        """Put a recorded output back in the workspace from verified objects; False if it can't.
+        With the project `root`, a target whose folder leads outside it (through a link) is refused."""
+        if root is not None:
+            _refuse_outside(root, workspace)
         if "nfiles" not in rec:
             src = self._verified(rec["hash"])
             if src is None:
@@ -190,14 +207,44 @@ def _copy_writable(src: Path, dst: Path) -> None:
 
 
 def _place(target: Path, build: Callable[[Path], None]) -> None:
-    """Build the new file or folder beside `target`, then swap it in (the old one goes last)."""
+    """Build the new file or folder beside `target`, then swap it in (the old one goes last). A
+    link at `target` is replaced itself: nothing is written through it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.hpipe-restore-{os.getpid()}"
     old = target.parent / f".{target.name}.hpipe-old-{os.getpid()}"
+    _remove(tmp)  # left by a killed run, or planted: never built into
     build(tmp)
-    if target.is_dir() and not target.is_symlink():
+    if target.is_symlink():
+        target.unlink()
+    if target.is_dir():
+        _remove(old)
         target.rename(old)
         tmp.rename(target)
         shutil.rmtree(old)
     else:
         os.replace(tmp, target)
+
+
+def _is_object(path: Path) -> bool:
+    """Whether a cache object is there as a plain file (lstat: a link is not one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link (itself) or a folder, if there is one. No chmod: unlinking needs only
+    the folder's write permission, and a mode change could follow a link out of the project."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
+def _refuse_outside(root: Path, target: Path) -> None:
+    """UserError when the folder a restore would write into is really outside the project."""
+    real, top = os.path.realpath(target.parent), os.path.realpath(root)
+    if os.path.commonpath([top, real]) != top:
+        rel = os.path.relpath(target, root).replace(os.sep, "/")
+        raise UserError(f"output '{rel}' is outside the project (its folder is {real}); not restored")

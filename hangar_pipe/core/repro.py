@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from hangar_pipe.core.context import RunContext
+from hangar_pipe.core.files import outside_link
 from hangar_pipe.core.graph import Graph
 from hangar_pipe.core.history import RunRecord, current_metrics, current_params
 from hangar_pipe.core.layout import repro_mutex, running_dir
@@ -37,14 +38,18 @@ def plan(graph: Graph, spec: PipelineSpec, targets: list[str] | None, *, single:
 
 
 def preflight(ctx: RunContext, order: list[str]) -> None:
-    """Fail before anything runs on a missing wdir, a dep that cannot be read and that no stage
-    produces, an output that cannot be written, or bad params."""
+    """Fail before anything runs on a missing wdir or one outside the project (through a link), a
+    dep that cannot be read and that no stage produces, an output that cannot be written (or is
+    outside the project), or bad params."""
     spec, graph, ws = ctx.spec, ctx.graph, ctx.workspace
     produced = set(graph.producers)
     for name in order:
         stage = spec.stages[name]
         if not (ctx.root / stage.wdir).is_dir() and not graph.produces(stage.wdir):
             raise spec.doc.error(("stages", name, "wdir"), f"folder '{stage.wdir}' does not exist")
+        if link := outside_link(ctx.root, stage.wdir):
+            raise spec.doc.error(("stages", name, "wdir"), f"folder '{stage.wdir}' is outside the"
+                                                          f" project: {link}")
         for item in (*stage.deps, *stage.outs):
             if reason := item.missing(ws, graph.produces):
                 raise spec.doc.error(stage.declared.get(item, ("stages", name)), reason)

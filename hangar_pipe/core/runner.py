@@ -250,7 +250,11 @@ class Runner:
         if self.dry_run:
             return self._finish(StageResult(name, "would run", reasons, notes=notes))
         t0 = time.monotonic()
-        if source := self.ops.restore(name):
+        try:
+            source = self.ops.restore(name)
+        except (UserError, OSError) as exc:  # e.g. an output folder now linked out of the project
+            return self._fail(name, reasons, t0, exc)
+        if source:
             return self._finish(StageResult(name, "restored", reasons, time.monotonic() - t0,
                                             restored_from=source))
         self._submit(name, reasons)

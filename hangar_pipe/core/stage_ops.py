@@ -90,7 +90,7 @@ class StageOps:
             recs = {record_key(r): r for r in entry.get("outs") or []}
             if recs.keys() != outs.keys() or not all(objects.can_restore(r) for r in recs.values()):
                 continue
-            if all((path := outs[k].file(ws)) is not None and objects.restore(path, r, name)
+            if all((path := outs[k].file(ws)) is not None and objects.restore(path, r, name, ws.root)
                    for k, r in recs.items()):
                 # the inputs as they are now (this commit), with the outputs of that earlier run
                 self.ctx.lock.record(name, lock_entry(stage, measured, dict(recs)))
