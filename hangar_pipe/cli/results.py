@@ -55,7 +55,7 @@ def _print_columns(columns: "list[Column]", form: str, empty: str) -> None:
 def metrics_show(
     as_json: Json = False, md: Markdown = False, as_csv: Csv = False,
     runs: Annotated[bool, typer.Option("--runs", help="Metrics of every recorded run, newest first.")] = False,
-    n: Annotated[int, typer.Option("-n", help="With --runs: how many runs.")] = 20,
+    n: Annotated[int, typer.Option("-n", min=1, help="With --runs: how many runs.")] = 20,
     precision: Precision = 5,
 ) -> None:
     """Every stage's metrics, nested keys flattened to dotted names (or across runs, with --runs).
@@ -91,7 +91,7 @@ def metrics_show(
 
 @app.command()
 def runs(as_json: Json = False, md: Markdown = False, as_csv: Csv = False,
-         n: Annotated[int, typer.Option("-n", help="How many runs.")] = 20,
+         n: Annotated[int, typer.Option("-n", min=1, help="How many runs.")] = 20,
          show_all: Annotated[bool, typer.Option("--all", help="Also runs that ran nothing (--json has them all).")]
          = False, precision: Precision = 4) -> None:
     """The recorded runs, newest first: data commit, headline metrics, what ran, when.

@@ -33,6 +33,7 @@ class Graph:
     upstream: dict[str, set[str]] = field(default_factory=dict)
     producers: dict[str, str] = field(default_factory=dict)  # output key -> stage
     _path_outs: list[str] = field(default_factory=list)  # sorted path outputs
+    _branches: set[str] = field(default_factory=set)  # DataTarget.edge of branches writers name
 
     @property
     def stages(self) -> dict[str, Stage]:
@@ -49,6 +50,8 @@ class Graph:
                         raise UserError(f"stages '{other}' and '{name}' both declare output '{edge}'",
                                         file=spec.file, line=stage.line, key=f"stages.{name}.outs")
                     g.producers[edge] = name
+        g._branches = {w.edge for s in spec.stages.values() for o in s.outs
+                       if (w := o.writes) is not None and w.ref is not None}
         g._path_outs = sorted(p for s in spec.stages.values() for o in s.outs for p in o.path_edges)
         for path in g._path_outs:
             for parent in _ancestors(path):
@@ -75,8 +78,9 @@ class Graph:
         return found
 
     def produces(self, edge: str) -> bool:
-        """Whether some stage writes this edge (for a path: it, a folder holding it, or inside it)."""
-        return bool(self.producers_of_path(edge))
+        """Whether some stage writes this edge (for a path: it, a folder holding it, or inside it;
+        for a data branch: a writer names it)."""
+        return edge in self._branches or bool(self.producers_of_path(edge))
 
     def producers_of_path(self, path: str) -> set[str]:
         """Stages that write this project path, a folder holding it, or something inside it."""

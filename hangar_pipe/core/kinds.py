@@ -37,6 +37,12 @@ class DataTarget:
     repo: str
     ref: str | None
 
+    @property
+    def edge(self) -> str:
+        """What `produced` answers True for when a stage writes this branch by name (`ref:` set):
+        a reader of that branch may find it missing until the writer runs."""
+        return f"data-branch:{self.repo}@{self.ref}"
+
 
 class Kind(ABC):
     """What the engine asks of a dependency or output. Subclasses are frozen dataclasses that

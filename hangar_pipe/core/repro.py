@@ -45,7 +45,7 @@ def preflight(ctx: RunContext, order: list[str]) -> None:
     produced = set(graph.producers)
     for name in order:
         stage = spec.stages[name]
-        if not (ctx.root / stage.wdir).is_dir() and not graph.produces(stage.wdir):
+        if not (ctx.root / stage.wdir).is_dir() and not graph.producers_of_path(stage.wdir) - {name}:
             raise spec.doc.error(("stages", name, "wdir"), f"folder '{stage.wdir}' does not exist")
         if link := outside_link(ctx.root, stage.wdir):
             raise spec.doc.error(("stages", name, "wdir"), f"folder '{stage.wdir}' is outside the"
@@ -58,10 +58,23 @@ def preflight(ctx: RunContext, order: list[str]) -> None:
                 params.measure(ws)
 
 
+def check_request(ctx: RunContext) -> None:
+    """Refuse what cannot mean what it says: an empty --data-commit, and a pipeline.yaml with no
+    stages while pipeline.lock records some (an emptied file would otherwise be "up to date")."""
+    if ctx.options.data_commit is not None and not ctx.options.data_commit.strip():
+        raise UserError("--data-commit: expected a branch or commit, got an empty string")
+    if not ctx.spec.stages and ctx.lock.entries:
+        names = sorted(ctx.lock.entries)
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise UserError(f"{ctx.spec.file} defines no stages (pipeline.lock records {len(names)}:"
+                        f" {listed}); add stages, or delete pipeline.lock to forget them")
+
+
 def repro(ctx: RunContext, targets: list[str] | None = None) -> RunResult:
     """Bring the targets (all by default) up to date, as the options say; a dry run decides only."""
     t0 = time.monotonic()
     options = ctx.options
+    check_request(ctx)
     order, held = plan(ctx.graph, ctx.spec, targets, single=options.single,
                        downstream=options.downstream, pinned=options.data_commit is not None)
     if options.data_commit is not None:
@@ -111,6 +124,7 @@ def record_run(ctx: RunContext, result: RunResult, order: list[str]) -> None:
 def commit(ctx: RunContext, targets: list[str] | None = None) -> list[str]:
     """Record the selected stages (all by default, without their upstream) in pipeline.lock as the
     workspace is now, as if they had run: DVC's `commit`. Returns the stages that changed."""
+    check_request(ctx)
     order = ctx.graph.select(targets, single=True)
     preflight(ctx, order)
     ops, committed = StageOps(ctx), []

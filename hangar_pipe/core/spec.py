@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.util
 import json
 import os
@@ -148,6 +149,9 @@ def load_pipeline(path: Path) -> PipelineSpec:
     _check_keys(doc, top, _TOP_KEYS, ())
     data_raw = top.get("data") or {}
     _check_keys(doc, data_raw, _DATA_KEYS, ("data",))
+    for key, what in (("repo", "a folder path"), ("ref", "a branch name or commit digest")):
+        if key in data_raw and not data_raw[key].strip():
+            raise doc.error(("data", key), f"expected {what}, got an empty string")
     repo = posixpath.normpath(data_raw.get("repo", ".").replace(os.sep, "/"))
     data = DataDefaults(repo=repo, ref=data_raw.get("ref"))
     spec = PipelineSpec(root, path.name, data, doc)
@@ -198,9 +202,30 @@ def _parse_stage(doc: YamlDoc, root: Path, data: DataDefaults, name: str, body: 
                   outs=outs, desc=body.get("desc"), always_changed=body.get("always_changed", False),
                   frozen=body.get("frozen", False), line=doc.line(keypath), declared=declared)
     if stage.uses is not None:
-        stage.deps.append(_code_dep(ctx, stage, keypath + ("uses",)))
+        code = _code_dep(ctx, stage, keypath + ("uses",))
+        stage.deps.append(code)
+        _check_with(ctx, stage, code.source, keypath)
         _add_input_files(ctx, stage, keypath)
     return stage
+
+
+def _check_with(ctx: SpecContext, stage: Stage, file: str, keypath: KeyPath) -> None:
+    """A built-in stage's `with:` keys against its callable's parameters, read from its source
+    (nothing is imported): an unknown key or a missing required one is an error at load time."""
+    if stage.uses not in BUILTIN_STAGES:
+        return
+    params = callable_params(file, (stage.target or "").partition(":")[2])
+    if params is None:
+        return
+    accepted, required = params
+    for key in stage.with_:
+        if key not in accepted:
+            raise ctx.error(keypath + ("with", key), f"unknown key for uses: {stage.uses}"
+                            f" (known: {', '.join(accepted)}){did_you_mean(str(key), accepted)}")
+    absent = [k for k in required if k not in stage.with_]
+    if absent:
+        raise ctx.error(keypath + ("with",), f"uses: {stage.uses} needs '{absent[0]}' in with:"
+                                             f" (known: {', '.join(accepted)})", at=keypath)
 
 
 def _add_input_files(ctx: SpecContext, stage: Stage, keypath: KeyPath) -> None:
@@ -338,14 +363,44 @@ def find_module_file(module: str, extra_paths: list[str]) -> str | None:
     return found.origin if found and found.origin and os.path.isfile(found.origin) else None
 
 
+def _module_tree(file: str) -> ast.Module | None:
+    """A Python source file's syntax tree, parsed once per version of the file; None if unreadable."""
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    return _parse_source(file, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_source(file: str, mtime_ns: int, size: int) -> ast.Module | None:
+    try:
+        with open(file, "rb") as fh:
+            return ast.parse(fh.read(), file)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def callable_params(file: str, name: str) -> tuple[list[str], list[str]] | None:
+    """(keyword parameters, required ones) of the top-level function `name` in a source file, read
+    without importing it; None when they cannot be known (not found, not Python, `**kwargs`)."""
+    tree = _module_tree(file) if file.endswith(".py") else None
+    func = next((n for n in _top_level(tree.body) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and n.name == name), None) if tree else None
+    if func is None or func.args.kwarg is not None:
+        return None
+    args = func.args
+    required = [a.arg for a in args.args[:len(args.args) - len(args.defaults)]]
+    required += [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is None]
+    return [a.arg for a in (*args.args, *args.kwonlyargs)], required
+
+
 def _defines(file: str, name: str) -> bool:
     """Whether a module's source defines or imports `name` at top level (star imports: assume yes)."""
     if not file.endswith(".py"):
         return True
-    try:
-        with open(file, "rb") as fh:
-            tree = ast.parse(fh.read(), file)
-    except (OSError, SyntaxError, ValueError):
+    tree = _module_tree(file)
+    if tree is None:
         return True  # the subprocess will report the real error
     for node in _top_level(tree.body):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:

@@ -19,9 +19,9 @@ from hangar_pipe.core.context import Workspace
 from hangar_pipe.core.kinds import Change, DataTarget, Kind, Record
 from hangar_pipe.core.spec import SpecContext, Stage
 from hangar_pipe.core.yamlfile import KeyPath
-from hangar_pipe.errors import did_you_mean
+from hangar_pipe.errors import UserError, did_you_mean
 from hangar_pipe.hangar.source import HangarData, looks_like_digest
-from hangar_pipe.hangar.store import short
+from hangar_pipe.hangar.store import HangarStore, short
 
 _KEYS = ("columns", "ref", "repo")
 
@@ -128,9 +128,12 @@ class HangarDep(Kind):
     def missing(self, ws: Workspace, produced: Callable[[str], bool]) -> str | None:
         """Resolves the commit this run reads, from the start; why it cannot be read, or None.
 
-        Every column must be at that commit, but for those an upstream stage writes."""
+        Every column must be at that commit, but for those an upstream stage writes; the ref must
+        be a branch, a commit, or a branch a writer stage names."""
         data = _data(ws)
         store = data.store(self.repo)
+        if store is not None and (unknown := self._unknown_ref(data, store, produced)):
+            return unknown
         resolved = self._resolve(data) if store is not None else None
         needed = [c for c, edge in zip(self.columns, self.edges) if not produced(edge)]
         if not needed:
@@ -145,6 +148,18 @@ class HangarDep(Kind):
             have = ", ".join(store.column_names(commit)) or "none"
             return (f"hangar column '{absent[0]}' not found in {self.repo} at {ref} ({short(commit)});"
                     f" columns there: {have}")
+        return None
+
+    def _unknown_ref(self, data: HangarData, store: HangarStore, produced: Callable[[str], bool]
+                     ) -> str | None:
+        """Why the ref this dep reads names nothing (listing the branches), or None."""
+        ref = data.default_ref(self.repo, self.ref)
+        if ref is None or ref in store.branches() or produced(DataTarget(self.repo, ref).edge):
+            return None
+        try:
+            store.resolve(ref)
+        except UserError as exc:
+            return exc.message
         return None
 
 

@@ -18,8 +18,12 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import re
 import struct
 import time
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from hangar_pipe.errors import UserError
 from hangar_pipe.stages.common import progress
 
 DEFAULT_SPLITS = {"training": 0.7, "validation": 0.15, "test": 0.15}
+_COLUMN_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -44,68 +49,182 @@ def mnist_5k_path() -> Path:
     return path
 
 
-def _open(path: Path) -> Any:
+def _source_file(path: Path) -> Path:
+    """The path, if it is a file; else why not, in one line."""
+    if path.is_dir():
+        raise UserError(f"source {path}: is a folder; expected a file (.csv, .csv.gz, .npz, IDX or .npy)")
     if not path.is_file():
         raise UserError(f"source file not found: {path}")
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return path
+
+
+def _open(path: Path) -> Any:
+    return gzip.open(_source_file(path), "rb") if path.suffix == ".gz" else open(_source_file(path), "rb")
+
+
+def _read_bytes(path: Path) -> bytes:
+    """A source file's bytes, ungzipped when it ends in .gz."""
+    try:
+        with _open(path) as fh:
+            return bytes(fh.read())
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise UserError(f"{path}: not a valid gzip file ({exc or 'truncated'})") from None
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An MNIST IDX file (raw or gzipped) as an array."""
-    with _open(path) as fh:
-        data = fh.read()
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise UserError(f"{path}: not an IDX file (only {len(data)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code not in _IDX_DTYPES:
+    if zero != 0 or dtype_code not in _IDX_DTYPES or len(data) < 4 + 4 * ndim:
         raise UserError(f"{path}: not an IDX file")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=_IDX_DTYPES[dtype_code], offset=4 + 4 * ndim).reshape(shape)
+    dtype = np.dtype(_IDX_DTYPES[dtype_code])
+    want, have = int(np.prod(shape)) * dtype.itemsize, len(data) - 4 - 4 * ndim
+    if have != want:
+        raise UserError(f"{path}: {'truncated' if have < want else 'damaged'} IDX file: its header says"
+                        f" {'x'.join(map(str, shape))} {dtype.name} values ({want} bytes), it holds {have}")
+    return np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim).reshape(shape)
 
 
 def read_csv(path: Path, label: str | int | None) -> tuple[np.ndarray, np.ndarray]:
-    with _open(path) as fh:
-        first = fh.readline().decode().strip().split(",")
+    """Images and labels from a CSV (or CSV.gz) file with an optional header row."""
+    first = _first_line(path)
     try:
         [float(v) for v in first]
         header: list[str] | None = None
     except ValueError:
         header = [h.strip() for h in first]
-    with _open(path) as fh:
-        table = np.loadtxt(fh, delimiter=",", skiprows=1 if header else 0, dtype=np.float64, ndmin=2)
+    table = _csv_table(path, skip=1 if header else 0)
     if isinstance(label, str):
         if not header or label not in header:
             raise UserError(f"{path}: no column named '{label}'")
         col = header.index(label)
-    elif isinstance(label, int):
+    elif isinstance(label, int) and not isinstance(label, bool):
         col = label
+        if not -table.shape[1] <= col < table.shape[1]:
+            raise UserError(f"{path}: label: column {col} is out of range (the file has"
+                            f" {table.shape[1]} columns)")
     else:
         col = header.index("label") if header and "label" in header else table.shape[1] - 1
     return np.delete(table, col, axis=1), table[:, col]
 
 
-def load_source(source: Any, *, label: str | int | None = None, images: str | None = None,
-                labels: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """(images, labels, a short name of the source)."""
-    if source == "mnist-5k":
-        x, y = read_csv(mnist_5k_path(), label=-1)
-        return x, y, "mnist-5k"
-    if isinstance(source, dict):
-        if set(source) != {"images", "labels"}:
-            raise UserError("source: expected {images: FILE, labels: FILE}")
-        img_path, lab_path = Path(source["images"]), Path(source["labels"])
-        if img_path.suffix == ".npy":
-            return np.load(img_path), np.load(lab_path), img_path.name
-        return read_idx(img_path), read_idx(lab_path), img_path.name
-    path = Path(str(source))
-    if path.suffix == ".npz":
-        with np.load(path) as npz:
+def _first_line(path: Path) -> list[str]:
+    """The cells of a CSV file's first line."""
+    try:
+        with _open(path) as fh:
+            return bytes(fh.readline()).decode().strip().split(",")
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise UserError(f"{path}: not a valid gzip file ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a text CSV file (line 1: {exc.reason} at byte {exc.start})") from None
+
+
+def _csv_table(path: Path, skip: int) -> np.ndarray:
+    """The numbers of a CSV file; a bad row is one line naming its line number."""
+    try:
+        with _open(path) as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": said below
+            table = np.loadtxt(fh, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
+    except (ValueError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise _csv_problem(path, skip, exc) from None
+    if table.size == 0:
+        raise UserError(f"{path}: no data rows" + (" (only a header)" if skip else ""))
+    return table
+
+
+def _csv_problem(path: Path, skip: int, exc: Exception) -> UserError:
+    """Find the first row numpy could not read, for a message with its line and column."""
+    width = None
+    try:
+        with _open(path) as fh:
+            for number, raw in enumerate(fh, start=1):
+                text = raw.decode(errors="replace").split("#", 1)[0].strip()
+                if number <= skip or not text:
+                    continue
+                cells = text.split(",")
+                if width is not None and len(cells) != width:
+                    return UserError(f"{path}: line {number}: {len(cells)} values, the rows above have {width}")
+                width = len(cells)
+                for column, cell in enumerate(cells, start=1):
+                    try:
+                        float(cell)
+                    except ValueError:
+                        return UserError(f"{path}: line {number}, column {column}: '{cell.strip()[:40]}'"
+                                         " is not a number")
+    except (OSError, EOFError, zlib.error) as again:
+        exc = again
+    return UserError(f"{path}: cannot read it as CSV ({exc})")
+
+
+def read_npz(path: Path, images: str | None, labels: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels arrays of an NPZ file (named, or x/y, or images/labels)."""
+    try:
+        with np.load(_source_file(path)) as npz:
             names = [images, labels] if images and labels else next(
                 ([a, b] for a, b in (("x", "y"), ("images", "labels")) if a in npz and b in npz), None)
             if names is None or names[0] not in npz or names[1] not in npz:
                 raise UserError(f"{path}: name its arrays with images: and labels: (has {', '.join(npz)})")
-            return npz[names[0]], npz[names[1]], path.name
+            return npz[names[0]], npz[names[1]]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: {_numpy_problem(exc, 'NPZ')}") from None
+
+
+def read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.asarray(np.load(_source_file(path)))
+    except (EOFError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: {_numpy_problem(exc, 'NPY')}") from None
+
+
+def _numpy_problem(exc: Exception, what: str) -> str:
+    if "allow_pickle" in str(exc):
+        return "holds object arrays (pickled Python objects), which hpipe does not load; save numeric arrays"
+    return f"not a valid {what} file (truncated or damaged: {exc})"
+
+
+def _checked(x: np.ndarray, y: np.ndarray, name: str) -> None:
+    """Numeric images and labels, as many of each, at least one sample."""
+    for what, array in (("images", x), ("labels", y)):
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise UserError(f"{name}: the {what} are {array.dtype} values, expected numbers")
+    if x.ndim == 0 or len(x) == 0:
+        raise UserError(f"{name}: no samples")
+    if len(x) != len(y):
+        raise UserError(f"{name}: {len(x)} images but {len(y)} labels")
+
+
+def load_source(source: Any, *, label: str | int | None = None, images: str | None = None,
+                labels: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(images, labels, a short name of the source)."""
+    x, y, where = _load(source, label, images, labels)
+    _checked(x, y, where)
+    return x, y, Path(where).name
+
+
+def _load(source: Any, label: str | int | None, images: str | None, labels: str | None
+          ) -> tuple[np.ndarray, np.ndarray, str]:
+    """(images, labels, the source file as given)."""
+    if source == "mnist-5k":
+        x, y = read_csv(mnist_5k_path(), label=-1)
+        return x, y, "mnist-5k"
+    if isinstance(source, dict):
+        if set(source) != {"images", "labels"} or not all(isinstance(v, str) for v in source.values()):
+            raise UserError("source: expected {images: FILE, labels: FILE}")
+        img_path, lab_path = Path(source["images"]), Path(source["labels"])
+        if img_path.suffix == ".npy":
+            return read_npy(img_path), read_npy(lab_path), str(img_path)
+        return read_idx(img_path), read_idx(lab_path), str(img_path)
+    path = Path(str(source))
+    if path.is_dir():
+        _source_file(path)
+    if path.suffix == ".npz":
+        return (*read_npz(path, images, labels), str(path))
     if path.name.endswith((".csv", ".csv.gz")):
         x, y = read_csv(path, label)
-        return x, y, path.name
+        return x, y, str(path)
     raise UserError(f"source '{source}': expected mnist-5k, a .csv/.csv.gz/.npz file, or"
                     " {images: FILE, labels: FILE} (IDX or .npy)")
 
@@ -137,6 +256,21 @@ def normalize(x: np.ndarray, y: np.ndarray, scale: float | None = None
     return np.ascontiguousarray(images), y.astype(np.int64).reshape(-1, 1), said
 
 
+def check_column_names(prefix: Any, splits: Any) -> None:
+    """The columns `{prefix}_{split}_images`/`_labels` must be names Hangar takes: ASCII letters,
+    digits, `_ . -`, at most 64 characters."""
+    if not isinstance(prefix, str) or not prefix:
+        raise UserError(f"prefix: expected a non-empty string, got {prefix!r}")
+    if not isinstance(splits, dict) or not splits:
+        raise UserError("splits: expected {name: fraction or count, ...}")
+    for split in splits:
+        name = f"{prefix}_{split}_images"
+        if not _COLUMN_NAME.fullmatch(name) or len(f"{prefix}_{split}_labels") > 64:
+            key = "prefix" if not _COLUMN_NAME.fullmatch(f"{prefix}_") else "splits"
+            raise UserError(f"{key}: column name '{name}' is not one Hangar accepts (ASCII letters,"
+                            " digits, _ . - only, at most 64 characters)")
+
+
 def split_indices(n: int, splits: dict[str, float | int], seed: int) -> dict[str, np.ndarray]:
     """Deterministic split by fractions (summing to at most 1) or counts, after a seeded shuffle."""
     values = list(splits.values())
@@ -165,10 +299,12 @@ def run(source: Any, splits: dict[str, float | int] | None = None, seed: int = 0
     repo = Path(os.environ.get("HPIPE_DATA_REPO", "."))
     branch = os.environ.get("HPIPE_DATA_BRANCH", "master")
     stage = os.environ.get("HPIPE_STAGE", "ingest")
+    splits = splits or DEFAULT_SPLITS
+    check_column_names(prefix, splits)
     x, y, name = load_source(source, label=label, images=images, labels=labels)
     x, y, scaled = normalize(x, y, scale)
     print(f"{stage}: {scaled}")
-    parts = split_indices(len(x), splits or DEFAULT_SPLITS, seed)
+    parts = split_indices(len(x), splits, seed)
     digest = xxhash.xxh3_128(x.tobytes())
     digest.update(y.tobytes())
     digest.update(repr({split: idx.tolist() for split, idx in parts.items()}).encode())
