@@ -25,7 +25,7 @@ from hangar_pipe.core.params import Scalar
 from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline
 
-_RUN_ID = re.compile(r"^\d{8}-\d{6}(-[0-9a-f]{0,4})?$")
+_RUN_ID = re.compile(r"^\d{8}-\d{2,6}(-[0-9a-f]{0,4})?$")  # a run id or its prefix (date, hour at least)
 
 
 def lock_entries(pipeline: Pipeline, rev: str | None) -> dict[str, Any]:

@@ -69,3 +69,15 @@ def test_what_a_pattern_already_ignores_is_not_added(three_stage: Project) -> No
     three_stage.write(".gitignore", ".hpipe/\n/data/\n*.txt\n*.json\n!raw.txt\n")
     three_stage.hpipe("repro")
     assert three_stage.read(".gitignore") == ".hpipe/\n/data/\n*.txt\n*.json\n!raw.txt\n", "all covered already"
+
+
+def test_glob_characters_in_output_names_are_escaped(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    assert ensure_ignored(tmp_path, [tmp_path / "[x].txt", tmp_path / "a*b?"]) == [
+        "/.hpipe/", "/\\[x\\].txt", "/a\\*b\\?"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    for name in ("[x].txt", "x.txt", "a*b?"):
+        (tmp_path / name).write_text("")
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "[x].txt", "x.txt", "a*b?"], cwd=tmp_path,
+                             capture_output=True, text=True).stdout.split()
+    assert ignored == ["[x].txt", "a*b?"], "x.txt is not matched by [x].txt's line"

@@ -39,3 +39,19 @@ def test_init_hangar_runs_on_the_users_file(project: Project) -> None:
 def test_init_hangar_with_a_missing_file_is_one_line(project: Project) -> None:
     assert "nope.csv" in user_error(project.hpipe("init", "--hangar", "--source", "nope.csv", check=None))
     assert not project.exists("pipeline.yaml")
+
+
+def test_mistakes_before_the_hangar_repository_exists_are_one_line(project: Project) -> None:
+    """No .hangar yet (ingest will make it): a data.ref other than a new repository's branch, or
+    a column no stage writes, is named before anything runs."""
+    blobs_csv(project)
+    project.hpipe("init", "--hangar", "--source", "blobs.csv", "--prefix", "blobs")
+    pipeline = project.read("pipeline.yaml")
+    project.write("pipeline.yaml", pipeline.replace("ref: master", "ref: main"))
+    line = user_error(project.hpipe("repro", check=None))
+    assert "writes branch 'main' (data.ref)" in line and "branches: master" in line
+    assert not project.exists(".hangar"), "nothing ran"
+    project.write("pipeline.yaml", pipeline.replace("[blobs_test_images, blobs_test_labels]",
+                                                    "[blobs_test_images, blobs_tst_labels]"))
+    line = user_error(project.hpipe("status", check=None))
+    assert "hangar column 'blobs_tst_labels' is written by no stage" in line

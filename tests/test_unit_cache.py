@@ -219,3 +219,10 @@ def test_outside_link_names_the_link_that_leads_out(tmp_path: Path) -> None:
     assert outside_link(root, "in/sub") is None and outside_link(root, "not/made/yet") is None
     assert outside_link(root, "in/out/x") == f"'in/out' is a symbolic link to {elsewhere}"
     assert outside_link(root, "real/out") == f"'real/out' is a symbolic link to {elsewhere}"
+
+
+def test_short_run_id_prefixes_are_runs_not_git_revisions() -> None:
+    from hangar_pipe.reports import _is_run
+
+    assert _is_run("20261128-15") and _is_run("20261128-1502") and _is_run("20261128-150201-ab")
+    assert not _is_run("HEAD~1") and not _is_run("main") and not _is_run("20261128")

@@ -152,7 +152,7 @@ def test_hangar_changes_are_worded_per_column_with_repo_and_ref(tmp_path) -> Non
         "changed deps: 2 columns (1 modified, 2 added), +2 more")
     assert describe(reasons, stage, width=100) == (
         "changed deps: 2 columns (1 modified, 2 added), column a of ../other@dev (1 new), gone.txt")
-    assert describe(reasons, stage, width=30) == "changed deps: 2 columns…"
+    assert describe(reasons, stage, width=30) == "changed deps (3)"
 
 
 def test_reasons_fit_the_width_whole_items_first() -> None:
@@ -194,3 +194,9 @@ def test_preflight_names_what_cannot_be_read(tmp_path) -> None:
     (tmp_path / "pipeline.yaml").write_text("stages:\n  use: {cmd: x, wdir: nowhere}\n")
     with pytest.raises(UserError, match="stages.use.wdir: folder 'nowhere' does not exist"):
         Pipeline.load(tmp_path).status()
+
+
+def test_reasons_too_long_for_any_item_are_counted() -> None:
+    long = {f"data/processed/a_rather_long_feature_file_number_{i}.parquet": "modified" for i in range(6)}
+    reasons = {"changed deps": long, "changed params": {"params.yaml": {"a": "modified", "b": "new"}}}
+    assert describe(reasons, None, width=46) == "changed deps (6); changed params (2)"

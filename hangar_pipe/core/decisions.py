@@ -132,7 +132,7 @@ def lock_entry(stage: Stage, deps: Measured, outs: dict[str, Record | None]) -> 
 def describe(reasons: Reasons, stage: Stage | None = None, width: int | None = None) -> str:
     """Reasons in words, on one line; the stage's kinds word their own changes. Given a `width`,
     the line fits it: the full words if they fit, else each item in brief, else the first items
-    and how many more, else cut at a word."""
+    and how many more, else each reason with its count of items, else cut at a word."""
     text = _join(_phrases(reasons, stage, brief=False))
     if width is None or len(text) <= width:
         return text
@@ -149,6 +149,9 @@ def describe(reasons: Reasons, stage: Stage | None = None, width: int | None = N
                 shown[-1][1].append(word)
         if len(text := f"{_join(shown)}, +{len(items) - keep} more") <= width:
             return text
+    counted = "; ".join(f"{reason} ({len(words)})" if words else reason for reason, words in phrases)
+    if len(counted) <= width:  # every reason named, its items counted
+        return counted
     cut = text[:width - 1].rsplit(" ", 1)[0]
     while cut.count("(") > cut.count(")"):  # no half a parenthesis
         cut = cut[:cut.rfind("(")]

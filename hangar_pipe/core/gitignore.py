@@ -24,7 +24,7 @@ def entry(root: Path, path: Path) -> str | None:
         rel = path.resolve().relative_to(root.resolve()) if path.is_absolute() else path
     except ValueError:
         return None
-    return f"/{rel.as_posix()}" if rel.parts else None
+    return "/" + "".join("\\" + c if c in "*?[]\\" else c for c in rel.as_posix()) if rel.parts else None
 
 
 def git_ignores(root: Path, entries: list[str]) -> set[str]:

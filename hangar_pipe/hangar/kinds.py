@@ -139,7 +139,8 @@ class HangarDep(Kind):
         if not needed:
             return None
         if store is None:
-            return f"no Hangar repository in {data.path(self.repo)}"
+            return (f"hangar column '{needed[0]}' is written by no stage, and there is no Hangar"
+                    f" repository in {data.path(self.repo)} yet")
         if resolved is None:
             return str(store.unknown_ref(data.default_ref(self.repo, self.ref) or ""))
         ref, commit = resolved
@@ -188,10 +189,10 @@ class HangarOut(HangarDep):
         an error, not a new branch."""
         data = _data(ws)
         store = data.store(self.repo)
-        if store is None or self.ref is not None:
+        if self.ref is not None:
             return None
         branch = data.write_branch(self.repo, None)
-        branches = store.branches()
+        branches = store.branches() if store is not None else {"master": ""}  # a new repo's branch
         if branch in branches:
             return None
         return (f"this stage writes branch '{branch}' (data.ref) of {self.repo}, which does not exist;"
