@@ -88,7 +88,8 @@ class Pipeline:
         cache = layout.cache_dir(self.root)
         return RunContext(spec=self.spec, graph=self.graph, workspace=ws, lock=self.lock,
                           objects=ObjectStore(cache, reporter),
-                          run_cache=RunCache(layout.run_cache_db(self.root)), history=self.history,
+                          run_cache=RunCache(layout.run_cache_db(self.root), reporter.warning),
+                          history=History(layout.history_db(self.root), reporter.warning),
                           options=options, reporter=reporter)
 
     def repro(self, targets: list[str] | None = None, options: ReproOptions | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -18,8 +19,21 @@ from hangar_pipe.cli.app import app, options
 from hangar_pipe.errors import UserError
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """hpipe's own warnings (`hpipe: ...`) as one line, `hpipe: warning: ...`; others as Python has them."""
+    text = str(message)
+    if text.startswith("hpipe: "):
+        return f"hpipe: warning: {text[len('hpipe: '):]}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def main() -> None:
     """Entry point: bad input is one line on stderr and exit code 2, no traceback (unless --debug)."""
+    warnings.formatwarning = _format_warning
     try:
         code = app(standalone_mode=False)
     except UserError as exc:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from hangar_pipe.core.params import Scalar, leaves, read_metrics
+from hangar_pipe.core.sqlitefile import SqliteFile, Warn
 from hangar_pipe.errors import UserError
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from hangar_pipe.core.spec import Stage
 
 Table = dict[str, dict[str, Scalar]]  # file -> {dotted name: value}
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, started REAL, ended REAL,"
+           " status INTEGER, data_commit TEXT, record TEXT)",)
 
 
 @dataclass
@@ -84,35 +87,24 @@ def current_params(stages: Iterable[Stage], ws: Workspace) -> Table:
 
 
 class History:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, warn: Warn | None = None) -> None:
         self.path = path
-
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=10)
-        db.execute("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, started REAL, ended REAL,"
-                   " status INTEGER, data_commit TEXT, record TEXT)")
-        return db
+        self.db = SqliteFile(path, "run history", _SCHEMA, warn)
 
     def append(self, record: RunRecord) -> None:
         """Add a run, whole or not at all."""
-        db = self._connect()
-        try:
+        def insert(db: sqlite3.Connection) -> None:
             with db:
                 db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?)",
                            (record.id, record.started, record.ended, record.status,
                             record.data_commit, json.dumps(record.to_dict(), default=str)))
-        finally:
-            db.close()
+        self.db.use(insert)
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[RunRecord]:
         if not self.path.exists():
             return []
-        db = self._connect()
-        try:
-            return [RunRecord(**json.loads(row[0])) for row in db.execute(sql, args)]
-        finally:
-            db.close()
+        rows = self.db.use(lambda db: db.execute(sql, args).fetchall())
+        return [RunRecord(**json.loads(row[0])) for row in rows]
 
     def latest(self, n: int | None = None) -> list[RunRecord]:
         """The newest runs first."""

@@ -64,10 +64,25 @@ class ObjectStore:
             self._add(Path(abs_path), digest)
             manifest.append([rel, digest])
             progress.advance()
-        target = self.path(rec["hash"] + ".dir")
-        if not _is_object(target):
+        target, data = self.path(rec["hash"] + ".dir"), json.dumps(manifest).encode()
+        if not _is_object(target) or target.read_bytes() != data:  # new, or a damaged one replaced
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, json.dumps(manifest).encode(), mode=0o444)
+            atomic_write(target, data, mode=0o444)
+
+    def _manifest(self, path: Path) -> list[tuple[str, str]] | None:
+        """A folder manifest's (relative path, file hash) pairs; None if missing or not a manifest."""
+        try:
+            data = json.loads(path.read_bytes())
+        except (FileNotFoundError, ValueError, RecursionError):  # missing, not UTF-8 or not JSON
+            return None
+        if not isinstance(data, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in data):
+            return None
+        return [(rel, digest) for rel, digest in data]
+
+    def _discard(self, path: Path, digest: str) -> None:
+        self.reporter.warning(f"cache object {digest} is corrupted; removed, the stage runs")
+        _remove(path)
 
     def _verified(self, digest: str, expected: str | None = None) -> Path | None:
         """The object's path if it exists and is intact; a corrupted one is removed (and warned about).
@@ -89,10 +104,10 @@ class ObjectStore:
         if expected is None:
             intact = hash_file(path) == digest
         else:
-            intact = folder_hash(json.loads(path.read_bytes())) == expected
+            manifest = self._manifest(path)
+            intact = manifest is not None and folder_hash(manifest) == expected
         if not intact:
-            self.reporter.warning(f"cache object {digest} is corrupted; removed, the stage runs")
-            _remove(path)
+            self._discard(path, digest)
             return None
         return path
 
@@ -105,10 +120,10 @@ class ObjectStore:
             if "nfiles" not in rec:
                 paths.add(self.path(rec["hash"]))
                 continue
-            manifest = self.path(rec["hash"] + ".dir")
-            paths.add(manifest)
-            if _is_object(manifest):
-                paths.update(self.path(d) for _, d in json.loads(manifest.read_bytes()))
+            manifest_path = self.path(rec["hash"] + ".dir")
+            if _is_object(manifest_path) and (manifest := self._manifest(manifest_path)) is not None:
+                paths.add(manifest_path)  # (a damaged manifest is not kept)
+                paths.update(self.path(d) for _, d in manifest)
         return paths
 
     def collect(self, keep: set[Path], dry_run: bool) -> tuple[int, int]:
@@ -131,10 +146,13 @@ class ObjectStore:
         about it and removes it; a linked manifest is never read)."""
         if "nfiles" not in rec:
             return os.path.lexists(self.path(rec["hash"]))
-        manifest = self.path(rec["hash"] + ".dir")
-        if not _is_object(manifest):
-            return os.path.lexists(manifest)
-        return all(os.path.lexists(self.path(d)) for _, d in json.loads(manifest.read_bytes()))
+        path = self.path(rec["hash"] + ".dir")
+        if not _is_object(path):
+            return os.path.lexists(path)
+        if (manifest := self._manifest(path)) is None:
+            self._discard(path, rec["hash"] + ".dir")
+            return False
+        return all(os.path.lexists(self.path(d)) for _, d in manifest)
 
     def restore(self, workspace: Path, rec: Record, stage: str = "", root: Path | None = None) -> bool:
         """Put a recorded output back in the workspace from verified objects; False if it can't.
@@ -150,7 +168,7 @@ class ObjectStore:
         manifest_path = self._verified(rec["hash"] + ".dir", expected=rec["hash"])
         if manifest_path is None:
             return False
-        manifest = json.loads(manifest_path.read_bytes())
+        manifest = self._manifest(manifest_path) or []
         progress = Progress(self.reporter, stage, f"checking {workspace.name}", len(manifest))
         checked = []
         for rel, digest in manifest:  # every object is checked (and a corrupted one removed)

@@ -193,7 +193,7 @@ def read_metrics(path: Path) -> dict[str, Scalar]:
     """A metrics file's (JSON or YAML) scalar values: a mapping flattened, a bare number as
     `{"value": n}`; {} if it is missing or neither."""
     try:
-        data = load_data(path, path.name)
+        data = load_data(path, path.name, unique_keys=False)
     except UserError:
         return {}
     if isinstance(data, (int, float)) and not isinstance(data, bool):

@@ -18,8 +18,11 @@ import xxhash
 
 from hangar_pipe.core.decisions import Measured
 from hangar_pipe.core.spec import Stage
+from hangar_pipe.core.sqlitefile import SqliteFile, Warn
 
 Record = dict[str, Any]
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS runs (key TEXT, created REAL, run_id TEXT, entry TEXT)",
+           "CREATE INDEX IF NOT EXISTS runs_key ON runs (key)")
 
 
 def run_key(stage: Stage, measured: Measured) -> str:
@@ -30,8 +33,9 @@ def run_key(stage: Stage, measured: Measured) -> str:
 
 
 class RunCache:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, warn: Warn | None = None) -> None:
         self.path = path
+        self.db = SqliteFile(path, "run cache", _SCHEMA, warn)
         legacy = path.with_name("runs.db")  # its earlier name, beside the objects
         if legacy.exists() and not path.exists():
             try:  # a hot journal (left by a crash) moves first, so SQLite still rolls it back
@@ -41,54 +45,36 @@ class RunCache:
             except FileNotFoundError:  # another hpipe renamed it first
                 pass
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=10)
-        db.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT, created REAL, run_id TEXT, entry TEXT)")
-        db.execute("CREATE INDEX IF NOT EXISTS runs_key ON runs (key)")
-        return db
-
     def put(self, key: str, run_id: str, entry: Record) -> None:
-        db = self._connect()
-        try:
+        def insert(db: sqlite3.Connection) -> None:
             with db:
                 db.execute("DELETE FROM runs WHERE key = ? AND entry = ?", (key, json.dumps(entry)))
                 db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)",
                            (key, time.time(), run_id, json.dumps(entry)))
-        finally:
-            db.close()
+        self.db.use(insert)
 
     def all(self) -> list[tuple[str, str, Record]]:
         """(key, run id, entry) of every stored result."""
         if not self.path.exists():
             return []
-        db = self._connect()
-        try:
-            return [(k, r, json.loads(e)) for k, r, e in db.execute("SELECT key, run_id, entry FROM runs")]
-        finally:
-            db.close()
+        rows = self.db.use(lambda db: db.execute("SELECT key, run_id, entry FROM runs").fetchall())
+        return [(k, r, json.loads(e)) for k, r, e in rows]
 
     def drop_runs_except(self, run_ids: set[str], dry_run: bool) -> int:
         """Forget results of runs not in run_ids; how many."""
         entries = self.all()
         doomed = [r for _, r, _ in entries if r not in run_ids]
         if doomed and not dry_run:
-            db = self._connect()
-            try:
+            def delete(db: sqlite3.Connection) -> None:
                 with db:
                     db.executemany("DELETE FROM runs WHERE run_id = ?", [(r,) for r in set(doomed)])
-            finally:
-                db.close()
+            self.db.use(delete)
         return len(doomed)
 
     def candidates(self, key: str) -> list[tuple[str, Record]]:
         """(run id, lock entry) results stored under a key, newest first."""
         if not self.path.exists():
             return []
-        db = self._connect()
-        try:
-            rows = db.execute("SELECT run_id, entry FROM runs WHERE key = ? ORDER BY created DESC",
-                              (key,)).fetchall()
-        finally:
-            db.close()
+        rows = self.db.use(lambda db: db.execute(
+            "SELECT run_id, entry FROM runs WHERE key = ? ORDER BY created DESC", (key,)).fetchall())
         return [(run_id, json.loads(entry)) for run_id, entry in rows]

@@ -1,4 +1,9 @@
-"""YAML in and out: load with line numbers for error messages, dump deterministically."""
+"""YAML in and out: load with line numbers for error messages, dump deterministically.
+
+Every read is guarded: bytes that are not UTF-8, a duplicate key, an alias that refers to its
+own node and aliases that expand past `ALIAS_NODES` (an alias bomb) are one-line UserErrors
+naming the file. The guards cost a substring test on files without anchors.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,10 @@ from hangar_pipe.errors import UserError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_MERGE = "tag:yaml.org,2002:merge"
+
+ALIAS_NODES = 1_000_000  # an aliased document may expand to this many nodes, or 10x its own
+ALIAS_RATIO = 10
 
 KeyPath = tuple[Any, ...]
 
@@ -45,24 +54,74 @@ class YamlDoc:
                          key=keypath_str(path) or None)
 
 
-def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
+def _children(node: Any) -> list[Any]:
     if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
-            if key == "<<":
-                continue
-            if key in seen:
-                raise UserError(f"duplicate key '{key}'", line=key_node.start_mark.line + 1,
-                                key=keypath_str(path) or None)
-            seen.add(key)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _record_lines(value_node, path + (key,), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[path + (i,)] = item.start_mark.line + 1
-            _record_lines(item, path + (i,), lines)
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def check_aliases(root: Any) -> None:
+    """Refuse a node graph whose aliases expand it past the cap, or refer to their own node.
+
+    Sizes are counted once per distinct node (memoized), so a bomb costs its own size to check.
+    """
+    sizes: dict[int, int] = {}  # id -> expanded node count; -1 while its subtree is walked
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in _children(node))
+            continue
+        if id(node) in sizes:
+            if sizes[id(node)] < 0:
+                raise UserError("a YAML alias refers to its own node (recursive data)",
+                                line=node.start_mark.line + 1)
+            continue
+        sizes[id(node)] = -1
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node))
+    if sizes[id(root)] > max(ALIAS_NODES, ALIAS_RATIO * len(sizes)):
+        raise UserError("too many YAML aliases (alias bomb?)")
+
+
+def _mapping_keys(node: Any, path: KeyPath) -> list[tuple[Any, Any, Any]]:
+    """(key, key node, value node) of a mapping node; a duplicate key is a UserError."""
+    seen: set[Any] = set()
+    found = []
+    for key_node, value_node in node.value:
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
+        if key == "<<":
+            continue
+        if key in seen:
+            raise UserError(f"duplicate key '{key}'", line=key_node.start_mark.line + 1,
+                            key=keypath_str(path) or None)
+        seen.add(key)
+        found.append((key, key_node, value_node))
+    return found
+
+
+def _record_lines(root: Any, lines: dict[KeyPath, int]) -> None:
+    """The line of every key path, in document order; a node reached again through an alias
+    is not walked again (its paths take the alias's line)."""
+    walked: set[int] = set()
+    stack: list[tuple[Any, KeyPath]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        lines.setdefault(path, node.start_mark.line + 1)
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            items = _mapping_keys(node, path)
+            for key, key_node, _ in items:
+                lines[path + (key,)] = key_node.start_mark.line + 1
+            stack.extend((value, path + (key,)) for key, _, value in reversed(items))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+            stack.extend((item, path + (i,)) for i, item in reversed(list(enumerate(node.value))))
 
 
 def parse_yaml(text: str, file: str) -> YamlDoc:
@@ -71,7 +130,9 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
         node = yaml.compose(text, Loader=_Loader)
         lines: dict[KeyPath, int] = {}
         if node is not None:
-            _record_lines(node, (), lines)
+            if "&" in text:
+                check_aliases(node)
+            _record_lines(node, lines)
         data = yaml.constructor.SafeConstructor().construct_document(node) if node else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -85,23 +146,72 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
     return YamlDoc(file, data, lines)
 
 
+def decode(raw: bytes, file: str) -> str:
+    """UTF-8 text, or a UserError naming the first bad byte's offset (and line)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}",
+                        file=file, line=line) from None
+
+
+def _read(path: Path, file: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError("file not found", file=file) from None
+
+
 def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError("file not found", file=display or str(path)) from None
-    return parse_yaml(text, display or str(path))
+    file = display or str(path)
+    return parse_yaml(decode(_read(path, file), file), file)
 
 
-def load_data(path: Path, display: str | None = None) -> Any:
-    """Load YAML or JSON data fast, without line tracking (params, metrics)."""
+class _DuplicateKey(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def _construct_unique(loader: Any, node: Any, deep: bool = False) -> Any:
+    """SafeConstructor.construct_mapping that refuses a key given twice (merged keys aside)."""
+    explicit = [k for k, _ in node.value] if isinstance(node, yaml.MappingNode) else []
+    merge = any(k.tag == _MERGE for k in explicit)
+    mapping = _Loader.construct_mapping(loader, node, deep=deep)
+    if merge:
+        names = [k.value for k in explicit if k.tag != _MERGE and isinstance(k, yaml.ScalarNode)]
+        if len(set(names)) < len(names):
+            raise _DuplicateKey(node.start_mark.line + 1)
+    elif len(mapping) < len(explicit):
+        raise _DuplicateKey(node.start_mark.line + 1)
+    return mapping
+
+
+_UniqueKeysLoader: Any = type("_UniqueKeysLoader", (_Loader,), {"construct_mapping": _construct_unique})
+
+
+def load_data(path: Path, display: str | None = None, unique_keys: bool = True) -> Any:
+    """Load YAML or JSON data fast, without line tracking (params, lock, metrics); a key given
+    twice is an error unless `unique_keys` is False."""
+    file = display or str(path)
+    raw = _read(path, file)
+    loader = (_UniqueKeysLoader if unique_keys else _Loader)(raw)
     try:
-        with open(path, "rb") as fh:
-            return yaml.load(fh, Loader=_Loader)
-    except FileNotFoundError:
-        raise UserError("file not found", file=display or str(path)) from None
-    except yaml.YAMLError:
-        return load_yaml(path, display).data  # re-parse only to build the error message
+        node = loader.get_single_node()
+        if node is not None and b"&" in raw:
+            check_aliases(node)
+        return None if node is None else loader.construct_document(node)
+    except UserError as exc:
+        exc.file = file
+        raise
+    except (yaml.YAMLError, _DuplicateKey) as exc:
+        doc = parse_yaml(decode(raw, file), file)  # re-parse only to build the error message
+        if isinstance(exc, _DuplicateKey):
+            raise UserError("duplicate key", file=file, line=exc.line) from None
+        return doc.data
+    finally:
+        loader.dispose()
 
 
 def dump(data: Any) -> str:

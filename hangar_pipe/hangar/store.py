@@ -42,6 +42,34 @@ class ColumnState:
     schema: dict[str, Any]
 
 
+_META_MAGIC = 0xBEEFC0DE  # lmdb's meta pages: page 0 and 1, the one with the higher txnid is current
+
+
+def truncated(file: Path) -> str | None:
+    """Why an lmdb data file is shorter than its current meta page says (lmdb would map pages past
+    its end, and reading them kills the process with SIGBUS), or None."""
+    import struct
+
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            head = fh.read(152)
+            if len(head) < 152 or struct.unpack_from("<I", head, 16)[0] != _META_MAGIC:
+                return None if len(head) == 152 else f"truncated to {size} bytes"  # lmdb says the rest
+            psize = struct.unpack_from("<I", head, 40)[0]
+            fh.seek(psize)
+            second = fh.read(152)
+    except FileNotFoundError:
+        return None
+    if len(second) < 152:
+        return f"truncated to {size} bytes"
+    metas = [struct.unpack_from("<QQ", page, 136) for page in (head, second)
+             if struct.unpack_from("<I", page, 16)[0] == _META_MAGIC]
+    last_page, _ = max(metas, key=lambda meta: meta[1])
+    need = (last_page + 1) * psize
+    return f"truncated to {size} bytes of {need}" if size < need else None
+
+
 def short(commit: str) -> str:
     """`a=39a3b2c1…` for messages."""
     return commit[:10] + "…" if len(commit) > 10 else commit
@@ -63,24 +91,47 @@ class HangarStore:
         if db not in self._envs:
             import lmdb
 
-            self._envs[db] = lmdb.open(str(self.dir / f"{db}.lmdb"), **_LMDB_OPTIONS)
+            file = self.dir / f"{db}.lmdb"
+            if problem := truncated(file):  # mapping it would crash the process (SIGBUS)
+                raise self.damaged(db, problem)
+            try:
+                self._envs[db] = lmdb.open(str(file), **_LMDB_OPTIONS)
+            except lmdb.Error as exc:
+                raise self.damaged(db, exc) from None
         return self._envs[db]
 
+    def damaged(self, db: str, why: object) -> UserError:
+        """One line: this lmdb file of the repository is damaged; hpipe reads, never repairs."""
+        file = str(self.dir / f"{db}.lmdb")
+        reason = str(why).replace(f"{file}: ", "")
+        return UserError(f"the Hangar repository {self.path} is damaged ({reason}); hpipe never"
+                         " repairs it: restore its .hangar folder from a backup or a clone", file=file)
+
     def _get(self, db: str, key: bytes) -> bytes | None:
-        with self._env(db).begin() as txn:
-            value = txn.get(key)
-            return None if value is None else bytes(value)
+        import lmdb
+
+        try:
+            with self._env(db).begin() as txn:
+                value = txn.get(key)
+                return None if value is None else bytes(value)
+        except lmdb.Error as exc:
+            raise self.damaged(db, exc) from None
 
     def _scan(self, db: str, prefix: bytes) -> list[tuple[bytes, bytes]]:
-        with self._env(db).begin() as txn:
-            cursor = txn.cursor()
-            found = []
-            if cursor.set_range(prefix):
-                for key, value in cursor:
-                    if not key.startswith(prefix):
-                        break
-                    found.append((bytes(key), bytes(value)))
-            return found
+        import lmdb
+
+        try:
+            with self._env(db).begin() as txn:
+                cursor = txn.cursor()
+                found = []
+                if cursor.set_range(prefix):
+                    for key, value in cursor:
+                        if not key.startswith(prefix):
+                            break
+                        found.append((bytes(key), bytes(value)))
+                return found
+        except lmdb.Error as exc:
+            raise self.damaged(db, exc) from None
 
     def close(self) -> None:
         for env in self._envs.values():
@@ -89,12 +140,21 @@ class HangarStore:
 
     # -- refs ----------------------------------------------------------------------------------
 
+    def _text(self, db: str, raw: bytes) -> str:
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            raise self.damaged(db, f"a record is not text: {raw[:20]!r}") from None
+
     def head_branch(self) -> str:
-        head = self._get("branch", b"head") or b"branch:master"
-        return head.decode().split(":", 1)[1]
+        head = self._text("branch", self._get("branch", b"head") or b"branch:master")
+        if not head.startswith("branch:"):
+            raise self.damaged("branch", f"HEAD is {head[:40]!r}, not a branch")
+        return head[len("branch:"):]
 
     def branches(self) -> dict[str, str]:
-        return {k.decode()[len("branch:"):]: v.decode() for k, v in self._scan("branch", b"branch:")}
+        return {self._text("branch", k)[len("branch:"):]: self._text("branch", v)
+                for k, v in self._scan("branch", b"branch:")}
 
     def has_commit(self, commit: str) -> bool:
         return self._get("ref", commit.encode()) is not None
@@ -223,8 +283,13 @@ class HangarStore:
 
     def data_specs(self, digests: list[bytes]) -> list[list[bytes]]:
         """Where each data digest is stored: `[backend, uid, checksum, ...]` (one read transaction)."""
-        with self._env("hash").begin() as txn:
-            raws = [txn.get(b"h:" + digest) for digest in digests]
+        import lmdb
+
+        try:
+            with self._env("hash").begin() as txn:
+                raws = [txn.get(b"h:" + digest) for digest in digests]
+        except lmdb.Error as exc:
+            raise self.damaged("hash", exc) from None
         if None in raws:
             missing = digests[raws.index(None)].decode()
             raise UserError(f"no stored data for {missing} in {self.path} (a partial clone?)")
