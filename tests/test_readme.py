@@ -55,17 +55,15 @@ def test_the_readme_workflow_from_a_fresh_clone(project: Project) -> None:
     commit = re.search(r"committed (a=[0-9a-f]{40})", first).group(1)
     metrics = project.read("metrics/eval.json")
 
-    expected: dict[str, list[str]] = {}
-    commands = []
+    steps: list[tuple[str, list[str]]] = []  # (command, the output lines the README shows)
     for line in day:
         if line.startswith("$ "):
-            commands.append(line[2:].split("  #")[0].strip().replace("a=6cee584e", commit[:10]))
-            expected[commands[-1]] = []
+            steps.append((line[2:].split("  #")[0].strip().replace("a=6cee584e", commit[:10]), []))
         else:
-            expected[commands[-1]].append(line)
-    for command in commands:
+            steps[-1][1].append(line)
+    for command, expected in steps:
         out = shell(project, command)
-        assert out.splitlines()[:len(expected[command])] == expected[command], command
+        assert out.splitlines()[:len(expected)] == expected, command
         if "--data-commit" in command:
             assert "↺ train: restored" in out and project.read("metrics/eval.json") == metrics
     assert json.loads(project.hpipe("runs", "--json").out)[0]["data_commit"] == commit

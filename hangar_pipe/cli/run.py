@@ -13,7 +13,7 @@ from hangar_pipe.core.reporter import JsonLinesReporter, Reporter
 from hangar_pipe.core.runner import RunResult
 from hangar_pipe.pipeline import Pipeline
 
-Stages = Annotated[list[str] | None, typer.Argument(help="Stages to bring up to date (default: all).")]
+Stages = Annotated[list[str] | None, typer.Argument(help="Stages (or output paths) to consider (default: all).")]
 DataCommit = Annotated[str | None, typer.Option(
     "--data-commit", metavar="REF",
     help="Read data.repo at this branch or commit; hold back stages that write Hangar data.")]
