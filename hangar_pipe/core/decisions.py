@@ -150,7 +150,7 @@ def describe(reasons: Reasons, stage: Stage | None = None, width: int | None = N
         if len(text := f"{_join(shown)}, +{len(items) - keep} more") <= width:
             return text
     counted = "; ".join(f"{reason} ({len(words)})" if words else reason for reason, words in phrases)
-    if len(counted) <= width:  # every reason named, its items counted
+    if len(counted) <= width and any(len(words) > 1 for _, words in phrases):  # reasons, items counted
         return counted
     cut = text[:width - 1].rsplit(" ", 1)[0]
     while cut.count("(") > cut.count(")"):  # no half a parenthesis
