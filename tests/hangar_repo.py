@@ -66,3 +66,14 @@ def images(n: int, seed: int = 0, dim: int = 16) -> dict[int, np.ndarray]:
 
 def labels(n: int, offset: int = 0) -> dict[int, np.ndarray]:
     return {i: np.array([(i + offset) % 10], dtype=np.int64) for i in range(n)}
+
+
+# a stage reading two columns of the project's repository, recording the commit it read
+READER = """
+    stages:
+      train:
+        cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
+        deps:
+          - hangar: [imgs, labels]
+        outs: [model.txt]
+"""

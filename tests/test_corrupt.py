@@ -270,19 +270,9 @@ def test_a_garbage_manifest_is_replaced_by_the_next_save(project: Project) -> No
 
 # -- a damaged Hangar repository (item 8) ----------------------------------------------------
 
-READER = """
-    stages:
-      train:
-        cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
-        deps:
-          - hangar: [imgs, labels]
-        outs: [model.txt]
-"""
-
-
 @pytest.fixture
 def hangar_project(project: Project) -> Project:
-    from hangar_repo import Repo, images, labels
+    from hangar_repo import READER, Repo, images, labels
 
     Repo(project.root).write("first", imgs=images(20), labels=labels(20))
     project.pipeline(READER)

@@ -11,18 +11,9 @@ import numpy as np
 import pytest
 import yaml
 from conftest import ENV, Project, user_error
-from hangar_repo import Repo, images, labels
+from hangar_repo import READER, Repo, images, labels
 
 from hangar_pipe.hangar.store import HangarStore
-
-READER = """
-    stages:
-      train:
-        cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
-        deps:
-          - hangar: [imgs, labels]
-        outs: [model.txt]
-"""
 
 
 @pytest.fixture
