@@ -24,6 +24,13 @@ class UserError(Exception):
         return where + self.message
 
 
+class TransferError(UserError):
+    """A transfer to or from a remote that failed (unreachable, rejected, corrupted object, disk
+    full): one line, exit code 1, no traceback. Rerunning the command resumes it."""
+
+    exit_code = 1
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest choice, or ''."""
     import difflib
