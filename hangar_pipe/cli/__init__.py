@@ -15,6 +15,9 @@ from hangar_pipe.cli import results  # noqa: F401
 
 # isort: split
 from hangar_pipe.cli import data  # noqa: F401
+
+# isort: split
+from hangar_pipe.cli import remote  # noqa: F401
 from hangar_pipe.cli.app import app, options
 from hangar_pipe.errors import UserError
 

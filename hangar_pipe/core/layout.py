@@ -8,6 +8,8 @@ PIPELINE_FILE = "pipeline.yaml"
 PARAMS_FILE = "params.yaml"  # the default params file, beside pipeline.yaml
 LOCK_FILE = "pipeline.lock"  # what each stage ran with; committed with pipeline.yaml
 STATE_DIR = ".hpipe"  # local state, never committed
+CONFIG_FILE = "hpipe.yaml"  # project settings (the named remotes); committed
+LOCAL_CONFIG_FILE = "hpipe.local.yaml"  # this machine's overrides and credentials; git-ignored
 
 
 def state_dir(root: Path) -> Path:
