@@ -61,7 +61,10 @@ def remote_modify(
 
 @remote_app.command("default")
 def remote_default(name: Name, local: Local = False) -> None:
-    """Make a remote the one push and pull use when no --remote is given."""
+    """Make a remote the one push and pull use when no --remote is given.
+
+    Example: `hpipe remote default origin`.
+    """
     from hangar_pipe.remote import config
 
     config.set_default(_root(), name, local=local)
@@ -70,7 +73,10 @@ def remote_default(name: Name, local: Local = False) -> None:
 
 @remote_app.command("list")
 def remote_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """The remotes this project knows, the default marked `*`; secrets are not shown."""
+    """The remotes this project knows, the default marked `*`; secrets are not shown.
+
+    Example: `hpipe remote list`.
+    """
     from hangar_pipe.remote import config
 
     remotes, default = config.load_remotes(_root())
@@ -90,7 +96,10 @@ def remote_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 
 @remote_app.command("remove")
 def remote_remove(name: Name) -> None:
-    """Forget a remote (in both files); what is stored on it is left alone."""
+    """Forget a remote (in both files); what is stored on it is left alone.
+
+    Example: `hpipe remote remove origin`.
+    """
     from hangar_pipe.remote import config
 
     config.remove(_root(), name)
