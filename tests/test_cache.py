@@ -244,3 +244,18 @@ def test_gc_cleans_the_column_cache(project: Project) -> None:
                                 " 0 run-cache entries.", "False"], "gc needs no torch"
     assert cached_columns(project) == kept | read_now
     assert project.hpipe("gc").out.startswith("Removed 0 cache objects (0.0 MB), 0 cached columns")
+
+
+def test_lock_entry_restores_deleted_outputs_without_a_run_cache(three_stage: Project) -> None:
+    """A fresh clone has pipeline.lock and (pulled) objects but no run cache: the lock's own record,
+    made from the same inputs, puts a deleted output back instead of running the stage."""
+    three_stage.hpipe("repro")
+    (three_stage.root / ".hpipe/cache/run-cache.db").unlink()
+    (three_stage.root / "model.txt").unlink()
+    done = three_stage.hpipe("repro")
+    assert "↺ train: restored from pipeline.lock's record" in done.out, done.out
+    assert three_stage.read("model.txt") == "12"
+    assert three_stage.ran(done) == []
+    three_stage.write("params.yaml", three_stage.read("params.yaml").replace("lr: 0.1", "lr: 0.2"))
+    (three_stage.root / "model.txt").unlink()  # other inputs: the lock's record is not used
+    assert "train" in three_stage.ran(three_stage.hpipe("repro"))

@@ -71,7 +71,7 @@ class Style:
 _LINES = {  # what follows `✓ train: ` for each state
     "ran": "ran in {duration:.2f}s ({why})",
     "failed": "failed after {duration:.2f}s: {error}",
-    "restored": "restored from run {restored_from} in {duration:.2f}s ({why})",
+    "restored": "restored from {restored_from} in {duration:.2f}s ({why})",
     "would run": "would run ({why})",
     "skipped": "up to date, skipped",
     "blocked": "not run ({why})",
@@ -88,8 +88,8 @@ def stage_line(r: StageResult, stage: Stage | None = None, style: Style | None =
         line = "may run ({why})"  # only if the upstream stage's outputs do change
     if said_why:
         line = line.replace(" ({why})", "")
-    text = line.format(duration=r.duration or 0.0, error=r.error, restored_from=r.restored_from,
-                       why="{why}")
+    source = "pipeline.lock's record" if r.restored_from == "lock" else f"run {r.restored_from}"
+    text = line.format(duration=r.duration or 0.0, error=r.error, restored_from=source, why="{why}")
     return (style or Style(verbose=True)).line(r.state, r.name, text, r.reasons, stage, notes=r.notes)
 
 

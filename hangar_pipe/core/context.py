@@ -55,6 +55,16 @@ class DataSource(Protocol):
     def close(self) -> None: ...
 
 
+class Fetcher(Protocol):
+    """What a run may bring from a remote when it needs it (`repro --pull`; `hangar_pipe.remote`)."""
+
+    def entries(self, key: str) -> list[tuple[str, dict[str, Any]]]:
+        """(run id, lock entry) results the remote holds for a run key, added to the local run cache."""
+
+    def objects(self, recs: list[dict[str, Any]]) -> bool:
+        """Fetch (hash-checked) the cache objects these output records need; whether all are here now."""
+
+
 @dataclass
 class Workspace:
     """What kinds measure against."""
@@ -105,6 +115,7 @@ class RunContext:
     history: History
     options: ReproOptions
     reporter: Reporter
+    fetcher: Fetcher | None = None  # `repro --pull`: what is missing here comes from a remote
     started: float = 0.0  # set by `begin`
     run_id: str = ""
 

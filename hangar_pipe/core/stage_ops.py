@@ -78,25 +78,46 @@ class StageOps:
         return reasons, notes
 
     def restore(self, name: str) -> str | None:
-        """Put back the outputs of an earlier run with the same inputs; that run's id, or None."""
+        """Put back the outputs of an earlier run with the same inputs; that run's id (`lock` for
+        pipeline.lock's own entry), or None."""
         stage, measured = self.stage(name), self.measured[name]
         if not self.use_run_cache or not cacheable(stage):
             return None
         if any(rec is None for rec in measured.deps.values()):
             return None
-        objects, ws = self.ctx.objects, self.ctx.workspace
+        ws = self.ctx.workspace
         outs = {o.key: o for o in stage.outs}
-        for run_id, entry in self.ctx.run_cache.candidates(run_key(stage, measured)):
+        for run_id, entry in self._candidates(stage, measured):
             recs = {record_key(r): r for r in entry.get("outs") or []}
-            if recs.keys() != outs.keys() or not all(objects.can_restore(r) for r in recs.values()):
+            if recs.keys() != outs.keys() or not self._objects_here(list(recs.values())):
                 continue
-            if all((path := outs[k].file(ws)) is not None and objects.restore(path, r, name, ws.root)
+            if all((path := outs[k].file(ws)) is not None and self.ctx.objects.restore(path, r, name, ws.root)
                    for k, r in recs.items()):
                 # the inputs as they are now (this commit), with the outputs of that earlier run
                 self.ctx.lock.record(name, lock_entry(stage, measured, dict(recs)))
                 self._keep_out_of_git(stage)
                 return run_id
         return None
+
+    def _candidates(self, stage: Stage, measured: Measured) -> list[tuple[str, dict[str, Any]]]:
+        """Earlier results for these inputs, newest first: the run cache's, then pipeline.lock's own
+        entry when it was recorded from the same inputs (a fresh clone has only that), then the
+        remote's (`repro --pull`)."""
+        key = run_key(stage, measured)
+        found = self.ctx.run_cache.candidates(key)
+        entry = self.ctx.lock.get(stage.name)
+        if entry and (recorded := recorded_inputs(entry)).deps.keys() == {d.key for d in stage.deps} \
+                and run_key(stage, recorded) == key:
+            found.append(("lock", entry))
+        if self.ctx.fetcher is not None:
+            found += self.ctx.fetcher.entries(key)
+        return found
+
+    def _objects_here(self, recs: list[Record]) -> bool:
+        """Whether the object cache can restore these outputs (after fetching them with `--pull`)."""
+        if all(self.ctx.objects.can_restore(r) for r in recs):
+            return True
+        return self.ctx.fetcher is not None and self.ctx.fetcher.objects(recs)
 
     def launch(self, name: str) -> Job:
         """The stage's working folder, environment and commands, resolved now (main thread); the
@@ -164,6 +185,12 @@ class StageOps:
         if missing := [k for k, rec in outs.items() if rec is None]:
             raise StageError(f"command succeeded but did not produce {', '.join(missing)}")
         return {o.key: o.lock_record(outs[o.key] or {}, ws) for o in stage.outs}
+
+
+def recorded_inputs(entry: dict[str, Any]) -> Measured:
+    """The inputs a lock entry was recorded with, as `measure_deps` gives them now."""
+    return Measured({record_key(r): r for r in entry.get("deps") or []},
+                    {f: dict(v) for f, v in (entry.get("params") or {}).items()})
 
 
 def compare_with_earlier(earlier: list[tuple[str, dict[str, Any]]], entry: dict[str, Any]) -> Verify:
