@@ -102,6 +102,8 @@ class ReproOptions:
     data_commit: str | None = None  # read the main data repository at this ref; hold back writers
     run_cache: bool = True  # restore a stage whose inputs ran before instead of running it
     verify: bool = False  # rerun and compare metrics with the run recorded for the same inputs
+    pull: bool = False  # fetch from a remote what a stage needs and this machine lacks
+    remote: str | None = None  # with `pull`: the remote's name (default: the default remote)
 
 
 @dataclass
