@@ -63,8 +63,8 @@ def push_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str
     """Upload the stages' output objects (and with `run_cache` every run-cache entry and its
     objects) that the remote lacks."""
     reporter = reporter or SilentReporter()
-    jobs = jobs or default_jobs()
     storage = open_remote(pipeline.root, remote)
+    jobs = jobs or default_jobs(storage.local)
     store = ObjectStore(layout.cache_dir(pipeline.root), reporter)
     stats = TransferStats(storage.name)
     recs = [o.rec for o in locked_outputs(pipeline, targets)]
@@ -87,8 +87,8 @@ def pull_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str
     modified one is left alone, with a warning). Raises TransferError at the end if a remote object
     was corrupted (the rest is pulled and restored)."""
     reporter = reporter or SilentReporter()
-    jobs = jobs or default_jobs()
     storage = open_remote(pipeline.root, remote)
+    jobs = jobs or default_jobs(storage.local)
     store = ObjectStore(layout.cache_dir(pipeline.root), reporter)
     stats = TransferStats(storage.name)
     outputs = locked_outputs(pipeline, targets)
@@ -164,6 +164,7 @@ def remote_fetcher(pipeline: Pipeline, remote: str | None = None, reporter: Repo
                    jobs: int | None = None) -> RemoteFetcher:
     """A fetcher for `RunContext.fetcher` (repro --pull)."""
     reporter = reporter or SilentReporter()
-    return RemoteFetcher(open_remote(pipeline.root, remote), ObjectStore(layout.cache_dir(pipeline.root), reporter),
+    storage = open_remote(pipeline.root, remote)
+    return RemoteFetcher(storage, ObjectStore(layout.cache_dir(pipeline.root), reporter),
                          RunCache(layout.run_cache_db(pipeline.root), reporter.warning), reporter,
-                         jobs or default_jobs())
+                         jobs or default_jobs(storage.local))

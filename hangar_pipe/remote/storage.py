@@ -18,10 +18,11 @@ import errno
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hangar_pipe.core.objects import clone_or_copy
 from hangar_pipe.errors import TransferError, UserError
 from hangar_pipe.remote.config import RemoteConfig, check_url
 
@@ -43,6 +44,7 @@ class Storage:
     root: str
     local: bool  # a plain folder: write a temp file, then os.replace
     atomic_put: bool  # an object store: a PUT is all or nothing
+    _made: set[str] = field(default_factory=set)  # folders known to exist
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -59,12 +61,18 @@ class Storage:
         return {prefix + rest for prefix, rest in self._list(OBJECTS, 2)}
 
     def put_object(self, src: Path, name: str) -> None:
-        self._put(lambda path: self.fs.put_file(str(src), path), self.object_path(name))
+        if self.local:  # a plain folder: a reflink where the filesystem can, no fsspec per file
+            self._put(lambda path: clone_or_copy(src, Path(path)), self.object_path(name))
+        else:
+            self._put(lambda path: self.fs.put_file(str(src), path), self.object_path(name))
 
     def get_object(self, name: str, dst: Path) -> None:
         """Download an object to a local file (the caller checks it and renames it into place)."""
         with self.errors():
-            self.fs.get_file(self.object_path(name), str(dst))
+            if self.local:
+                clone_or_copy(Path(self.object_path(name)), dst)
+            else:
+                self.fs.get_file(self.object_path(name), str(dst))
 
     # -- run-cache entries -------------------------------------------------------------------
 
@@ -109,7 +117,9 @@ class Storage:
                 return
             folder, base = path.rsplit("/", 1)
             tmp = f"{folder}/.tmp-{base[:8]}-{uuid.uuid4().hex}"
-            self.fs.makedirs(folder, exist_ok=True)
+            if folder not in self._made:  # (a set: adding from several threads is safe)
+                self.fs.makedirs(folder, exist_ok=True)
+                self._made.add(folder)
             try:
                 write(tmp)
                 if self.local:
@@ -190,7 +200,7 @@ def _s3(cfg: RemoteConfig) -> Any:
                         ' pip install "hangar-pipe[s3]"') from None
     kwargs: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
     client: dict[str, Any] = {}
-    config: dict[str, Any] = {"connect_timeout": 5, "retries": {"max_attempts": 3, "mode": "standard"}}
+    config: dict[str, Any] = {"connect_timeout": 5, "retries": {"max_attempts": 2, "mode": "standard"}}
     for key, value in cfg.options.items():
         if key in _S3_KEYS:
             kwargs[_S3_KEYS[key]] = value
@@ -201,7 +211,9 @@ def _s3(cfg: RemoteConfig) -> Any:
         else:
             known = ", ".join(sorted([*_S3_KEYS, "endpoint_url", "region"]))
             raise UserError(f"remote '{cfg.name}': unknown S3 setting '{key}' (known: {known})")
-    return s3fs.S3FileSystem(client_kwargs=client, config_kwargs=config, **kwargs)
+    fs = s3fs.S3FileSystem(client_kwargs=client, config_kwargs=config, **kwargs)
+    fs.retries = 3  # s3fs's own retries (5 by default) on top of botocore's: a dead server answers in seconds
+    return fs
 
 
 def _other(cfg: RemoteConfig, protocol: str) -> Any:

@@ -35,9 +35,11 @@ _NAME = re.compile(r"[0-9a-f]{32}(\.dir)?\Z")
 _ENTRY = re.compile(r"([0-9a-f]{32})/([0-9a-f]{32})\.json\Z")
 
 
-def default_jobs() -> int:
-    """Parallel transfers: 4 per core (they wait on the network more than on the CPU), at most 32."""
-    return min(32, 4 * (os.cpu_count() or 1))
+def default_jobs(local: bool = False) -> int:
+    """Parallel transfers: to a network remote 4 per core (they wait on the network more than on
+    the CPU), at most 32; to a plain folder one per core (more only contend for the disk)."""
+    cores = os.cpu_count() or 1
+    return min(8, cores) if local else min(32, 4 * cores)
 
 
 @dataclass
