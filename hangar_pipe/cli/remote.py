@@ -1,6 +1,9 @@
 """`hpipe remote`: the named remotes results and data are shared through (hpipe.yaml)."""
 
+import contextlib
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -147,6 +150,16 @@ def transfer_line(stats: "TransferStats", pushing: bool) -> str:
     return text
 
 
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C: one line and exit 130 (the transfers running cleaned up after themselves)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("\nhpipe: interrupted; nothing half-written was kept: rerun to resume", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+
 @app.command()
 def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheOpt = False,
          jobs: Jobs = None, as_json: Json = False) -> None:
@@ -158,7 +171,9 @@ def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheO
     from hangar_pipe.cli.console import TransferReporter
     from hangar_pipe.pipeline import Pipeline
 
-    stats = Pipeline.load().push_cache(targets, remote, run_cache=run_cache, jobs=jobs, reporter=TransferReporter())
+    with _interruptible():
+        stats = Pipeline.load().push_cache(targets, remote, run_cache=run_cache, jobs=jobs,
+                                           reporter=TransferReporter())
     out(json.dumps(stats.to_dict(), indent=2) if as_json else transfer_line(stats, pushing=True))
 
 
@@ -173,7 +188,8 @@ def pull(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheO
     from hangar_pipe.cli.console import TransferReporter
     from hangar_pipe.pipeline import Pipeline
 
-    stats = Pipeline.load().pull_cache(targets, remote, run_cache=run_cache, jobs=jobs,
-                                       reporter=TransferReporter(), check=False)
+    with _interruptible():
+        stats = Pipeline.load().pull_cache(targets, remote, run_cache=run_cache, jobs=jobs,
+                                           reporter=TransferReporter(), check=False)
     out(json.dumps(stats.to_dict(), indent=2) if as_json else transfer_line(stats, pushing=False))
     stats.check()  # a corrupted remote object: exit 1, after the rest was pulled
