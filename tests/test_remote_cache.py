@@ -387,3 +387,17 @@ def test_storage_rejects_bad_urls(tmp_path: Path) -> None:
             open_storage(RemoteConfig("r", url), tmp_path)
     with pytest.raises(UserError, match="unknown S3 setting 'colour'"):
         open_storage(RemoteConfig("r", "s3://b/p", {"colour": "red"}), tmp_path)
+
+
+def test_remote_fetcher_brings_entries_and_objects_on_demand(tmp_path: Path) -> None:
+    from hangar_pipe import Pipeline
+
+    a = make(Project(tmp_path / "a"), "../remote")
+    run(a, "push", "--run-cache")
+    b = clone(a, tmp_path / "b")
+    fetcher = Pipeline.load(b.root).remote_fetcher()
+    key, _, run_id, entry = RunCache(a.root / ".hpipe/cache/run-cache.db").rows()[0]
+    assert fetcher.entries(key) == [(run_id, entry)]
+    assert fetcher.entries(key) == []  # now in the local run cache
+    assert fetcher.objects(entry["outs"])
+    assert all(fetcher.store.can_restore(r) for r in entry["outs"])
