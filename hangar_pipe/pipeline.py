@@ -14,6 +14,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hangar_pipe.core import layout
 from hangar_pipe.core.context import ReproOptions, RunContext, Workspace
@@ -30,6 +31,10 @@ from hangar_pipe.core.spec import PipelineSpec, Stage, load_pipeline
 from hangar_pipe.core.statcache import SqliteStatCache
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.source import HangarData
+
+if TYPE_CHECKING:
+    from hangar_pipe.remote.cache import RemoteFetcher
+    from hangar_pipe.remote.transfer import TransferStats
 
 
 def find_pipeline(path: str | Path | None = None) -> Path:
@@ -153,6 +158,36 @@ class Pipeline:
             columns, column_bytes = ColumnCache(layout.columns_cache(self.root)).collect(read, dry_run)
         return {"objects": count, "bytes": size, "run_cache_entries": entries,
                 "column_entries": columns, "column_bytes": column_bytes}
+
+    # -- the cache remote (hangar_pipe.remote; fsspec is imported only here) ---------------------
+
+    def push_cache(self, targets: list[str] | None = None, remote: str | None = None, *,
+                   run_cache: bool = False, jobs: int | None = None,
+                   reporter: Reporter | None = None) -> TransferStats:
+        """Upload the objects of the outputs pipeline.lock records for the targets (all stages by
+        default; with `run_cache`, every run-cache entry and its objects too) that the remote lacks."""
+        from hangar_pipe.remote.cache import push_cache
+
+        return push_cache(self, targets, remote, run_cache=run_cache, jobs=jobs, reporter=reporter)
+
+    def pull_cache(self, targets: list[str] | None = None, remote: str | None = None, *,
+                   run_cache: bool = False, jobs: int | None = None, reporter: Reporter | None = None,
+                   restore: bool = True, check: bool = True) -> TransferStats:
+        """Download the objects of the targets' locked outputs (with `run_cache`, the remote's run-cache
+        entries and their objects too), each hash-checked, then (with `restore`) put back the outputs
+        the workspace lacks. TransferError (exit 1) at the end if a remote object was corrupted (with
+        `check`; else see the result's `corrupted` and its `check()`)."""
+        from hangar_pipe.remote.cache import pull_cache
+
+        return pull_cache(self, targets, remote, run_cache=run_cache, jobs=jobs, reporter=reporter,
+                          restore=restore, check=check)
+
+    def remote_fetcher(self, remote: str | None = None, reporter: Reporter | None = None,
+                       jobs: int | None = None) -> RemoteFetcher:
+        """What `repro --pull` puts in `RunContext.fetcher`: run-cache entries and objects on demand."""
+        from hangar_pipe.remote.cache import remote_fetcher
+
+        return remote_fetcher(self, remote, reporter, jobs)
 
     # -- results -----------------------------------------------------------------------------
 

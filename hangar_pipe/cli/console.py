@@ -160,3 +160,29 @@ def print_table(title: str, headers: list[str], rows: list[list[str]], md: bool)
     for r in rows:
         table.add_row(*r)
     Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160).print(table)
+
+
+class TransferReporter(SilentReporter):
+    """`hpipe push`/`pull`: a progress bar on stderr when it is a terminal, warnings on stderr."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.bar = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.drawn = False
+
+    def progress(self, name: str, what: str, done: int, total: int | None) -> None:
+        if not self.bar or not total:
+            return
+        width = max(10, min(40, terminal_width() - len(what) - 30))
+        filled = width * done // total
+        self.stream.write(f"\r{what} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}\033[K")
+        self.drawn = done < total
+        if not self.drawn:
+            self.stream.write("\r\033[K")
+        self.stream.flush()
+
+    def warning(self, message: str) -> None:
+        if self.drawn:
+            self.stream.write("\r\033[K")
+            self.drawn = False
+        print(f"hpipe: warning: {message}", file=self.stream, flush=True)

@@ -1,14 +1,20 @@
 """`hpipe remote`: the named remotes results and data are shared through (hpipe.yaml)."""
 
+import contextlib
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from hangar_pipe.cli.app import app
 from hangar_pipe.cli.console import out, print_table
 from hangar_pipe.pipeline import find_pipeline
+
+if TYPE_CHECKING:
+    from hangar_pipe.remote.transfer import TransferStats
 
 remote_app = typer.Typer(help="Named remotes for `hpipe push`/`pull` (kept in hpipe.yaml).", no_args_is_help=True)
 app.add_typer(remote_app, name="remote")
@@ -104,3 +110,86 @@ def remote_remove(name: Name) -> None:
 
     config.remove(_root(), name)
     out(f"removed remote '{name}'")
+
+
+# -- hpipe push / hpipe pull: the cache remote ---------------------------------------------------
+
+Stages = Annotated[list[str] | None, typer.Argument(help="Stages (or their outputs) whose outputs move;"
+                                                         " all stages by default.")]
+RemoteName = Annotated[str | None, typer.Option("--remote", "-r", help="The remote (default: default_remote).")]
+RunCacheOpt = Annotated[bool, typer.Option("--run-cache", help="Also every run-cache entry and the objects"
+                                                               " its outputs need.")]
+Jobs = Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Parallel transfers (default: a core each to a"
+                                                                      " folder, 4 per core to a network remote).")]
+Json = Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")]
+
+
+def size_text(n: int) -> str:
+    """Bytes in words: 512 B, 3.4 kB, 12.0 MB, 1.2 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def transfer_line(stats: "TransferStats", pushing: bool) -> str:
+    """`pushed 120 objects (3.4 MB) to 'origin'; 9,880 already there`, or that nothing was new."""
+    where = f"'{stats.remote}'"
+    if stats.moved == 0 and stats.entries == 0:
+        counts = f"{stats.present:,} objects" + (f", {stats.entries_present:,} run-cache entries"
+                                                 if stats.entries_present else "")
+        text = f"everything is already {'in ' + where if pushing else 'here'} ({counts})"
+    else:
+        entries = f" and {stats.entries:,} run-cache entries" if stats.entries else ""
+        text = (f"{'pushed' if pushing else 'pulled'} {stats.moved:,} objects ({size_text(stats.bytes)}){entries}"
+                f" {'to' if pushing else 'from'} {where}; {stats.present:,} already {'there' if pushing else 'here'}")
+    if stats.absent:
+        text += f"; {len(stats.absent):,} missing from {'the local cache' if pushing else where}"
+    if stats.restored:
+        text += f"; restored {', '.join(stats.restored)}"
+    return text
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C: one line and exit 130 (the transfers running cleaned up after themselves)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("\nhpipe: interrupted; nothing half-written was kept: rerun to resume", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheOpt = False,
+         jobs: Jobs = None, as_json: Json = False) -> None:
+    """Upload the cached outputs pipeline.lock records (and with --run-cache, the run cache) that
+    the remote lacks.
+
+    Example: `hpipe push train -r origin --run-cache`.
+    """
+    from hangar_pipe.cli.console import TransferReporter
+    from hangar_pipe.pipeline import Pipeline
+
+    with _interruptible():
+        stats = Pipeline.load().push_cache(targets, remote, run_cache=run_cache, jobs=jobs,
+                                           reporter=TransferReporter())
+    out(json.dumps(stats.to_dict(), indent=2) if as_json else transfer_line(stats, pushing=True))
+
+
+@app.command()
+def pull(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheOpt = False,
+         jobs: Jobs = None, as_json: Json = False) -> None:
+    """Download the cached outputs pipeline.lock records (each hash-checked) and put back those
+    missing from the workspace; with --run-cache, the remote's run cache too.
+
+    Example: `hpipe pull --run-cache` in a fresh clone, then `hpipe repro` restores instead of running.
+    """
+    from hangar_pipe.cli.console import TransferReporter
+    from hangar_pipe.pipeline import Pipeline
+
+    with _interruptible():
+        stats = Pipeline.load().pull_cache(targets, remote, run_cache=run_cache, jobs=jobs,
+                                           reporter=TransferReporter(), check=False)
+    out(json.dumps(stats.to_dict(), indent=2) if as_json else transfer_line(stats, pushing=False))
+    stats.check()  # a corrupted remote object: exit 1, after the rest was pulled

@@ -45,12 +45,13 @@ class RunCache:
             except FileNotFoundError:  # another hpipe renamed it first
                 pass
 
-    def put(self, key: str, run_id: str, entry: Record) -> None:
+    def put(self, key: str, run_id: str, entry: Record, created: float | None = None) -> None:
+        """Store a result (`created`: when it was made, for one pulled from a remote; now by default)."""
         def insert(db: sqlite3.Connection) -> None:
             with db:
                 db.execute("DELETE FROM runs WHERE key = ? AND entry = ?", (key, json.dumps(entry)))
                 db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)",
-                           (key, time.time(), run_id, json.dumps(entry)))
+                           (key, time.time() if created is None else created, run_id, json.dumps(entry)))
         self.db.use(insert)
 
     def all(self) -> list[tuple[str, str, Record]]:
@@ -59,6 +60,13 @@ class RunCache:
             return []
         rows = self.db.use(lambda db: db.execute("SELECT key, run_id, entry FROM runs").fetchall())
         return [(k, r, json.loads(e)) for k, r, e in rows]
+
+    def rows(self) -> list[tuple[str, float, str, Record]]:
+        """(key, created, run id, entry) of every stored result (what a remote copies)."""
+        if not self.path.exists():
+            return []
+        rows = self.db.use(lambda db: db.execute("SELECT key, created, run_id, entry FROM runs").fetchall())
+        return [(k, c, r, json.loads(e)) for k, c, r, e in rows]
 
     def drop_runs_except(self, run_ids: set[str], dry_run: bool) -> int:
         """Forget results of runs not in run_ids; how many."""

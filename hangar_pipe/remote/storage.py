@@ -1,0 +1,232 @@
+"""The fsspec seam: one cache remote (a folder, `file://`, `s3://`, or any fsspec URL).
+
+The remote mirrors the local cache:
+
+    <url>/objects/<hash[:2]>/<hash[2:]>            content-addressed objects (`<hash>.dir`: folder manifests)
+    <url>/runcache/<run key>/<xxh3 of the JSON>.json  one run-cache entry, immutable
+
+A put on a local-like filesystem writes under a hidden temporary name (`.tmp-*`, never listed)
+and renames it into place; on an object store (S3 and the like) a PUT is atomic. Either way an
+interrupted push leaves no object that looks complete, and pulls check every object's hash.
+fsspec and s3fs are imported here only, inside functions: never on the no-op path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hangar_pipe.core.objects import clone_or_copy
+from hangar_pipe.errors import TransferError, UserError
+from hangar_pipe.remote.config import RemoteConfig, check_url
+
+OBJECTS, RUNCACHE = "objects", "runcache"
+# object stores: a PUT is atomic (a multipart upload is invisible until completed)
+_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"})
+_S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token": "token",
+            "profile": "profile"}
+DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+@dataclass
+class Storage:
+    """One remote location: its fsspec filesystem and the root path inside it."""
+
+    name: str
+    url: str
+    fs: Any  # fsspec.AbstractFileSystem
+    root: str
+    local: bool  # a plain folder: write a temp file, then os.replace
+    atomic_put: bool  # an object store: a PUT is all or nothing
+    _made: set[str] = field(default_factory=set)  # folders known to exist
+
+    # -- paths -------------------------------------------------------------------------------
+
+    def object_path(self, name: str) -> str:
+        return f"{self.root}/{OBJECTS}/{name[:2]}/{name[2:]}"
+
+    def entry_path(self, rel: str) -> str:
+        return f"{self.root}/{RUNCACHE}/{rel}"
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def list_objects(self) -> set[str]:
+        """The names (`<hash>` or `<hash>.dir`) of every complete object: one listing."""
+        return {prefix + rest for prefix, rest in self._list(OBJECTS, 2)}
+
+    def put_object(self, src: Path, name: str) -> None:
+        if self.local:  # a plain folder: a reflink where the filesystem can, no fsspec per file
+            self._put(lambda path: clone_or_copy(src, Path(path)), self.object_path(name))
+        else:
+            self._put(lambda path: self.fs.put_file(str(src), path), self.object_path(name))
+
+    def get_object(self, name: str, dst: Path) -> None:
+        """Download an object to a local file (the caller checks it and renames it into place)."""
+        with self.errors():
+            if self.local:
+                clone_or_copy(Path(self.object_path(name)), dst)
+            else:
+                self.fs.get_file(self.object_path(name), str(dst))
+
+    # -- run-cache entries -------------------------------------------------------------------
+
+    def list_entries(self) -> set[str]:
+        """`<run key>/<hash>.json` of every run-cache entry."""
+        return {f"{key}/{rest}" for key, rest in self._list(RUNCACHE, 2) if rest.endswith(".json")}
+
+    def list_entries_of(self, key: str) -> set[str]:
+        """The entries stored under one run key (`repro --pull`): one listing of its folder."""
+        return {f"{key}/{rest}" for _, rest in self._list(f"{RUNCACHE}/{key}", 1) if rest.endswith(".json")}
+
+    def put_entry(self, rel: str, data: bytes) -> None:
+        self._put(lambda path: self.fs.pipe_file(path, data), self.entry_path(rel))
+
+    def get_entry(self, rel: str) -> bytes:
+        with self.errors():
+            data: bytes = self.fs.cat_file(self.entry_path(rel))
+        return data
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _list(self, sub: str, depth: int) -> list[tuple[str, str]]:
+        """(first part, rest) of each file `depth` levels below `<root>/<sub>`, temp files left out."""
+        top = f"{self.root}/{sub}"
+        with self.errors():
+            try:
+                found = self.fs.find(top)
+            except FileNotFoundError:  # no such folder or bucket yet: nothing there
+                found = []
+        pairs = []
+        for path in found:
+            parts = str(path)[len(top) + 1:].split("/")
+            if len(parts) == depth and not any(p.startswith(".") or not p for p in parts):
+                pairs.append((parts[0] if depth > 1 else "", parts[-1]))
+        return pairs
+
+    def _put(self, write: Any, path: str) -> None:
+        """Write a whole file or nothing: a PUT on an object store, else a temp name and a rename."""
+        with self.errors():
+            if self.atomic_put:
+                write(path)
+                return
+            folder, base = path.rsplit("/", 1)
+            tmp = f"{folder}/.tmp-{base[:8]}-{uuid.uuid4().hex}"
+            if folder not in self._made:  # (a set: adding from several threads is safe)
+                self.fs.makedirs(folder, exist_ok=True)
+                self._made.add(folder)
+            try:
+                write(tmp)
+                if self.local:
+                    os.chmod(tmp, 0o444)
+                    os.replace(tmp, path)
+                else:
+                    self.fs.mv(tmp, path)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.fs.rm_file(tmp)
+                raise
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """The remote's failures as one line: missing credentials and refusals are UserErrors
+        (exit 2), a remote that cannot be reached or dies is a TransferError (exit 1). A full
+        local disk is left to the caller (an OSError with a DISK_FULL errno)."""
+        try:
+            yield
+        except (UserError, KeyboardInterrupt):
+            raise
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise
+            raise self._translate(exc) from None
+        except Exception as exc:
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: BaseException) -> UserError:
+        kind = type(exc).__name__
+        where = f"remote '{self.name}' ({self.url})"
+        if kind in ("NoCredentialsError", "PartialCredentialsError", "NoAuthTokenError"):
+            return UserError(f"{where}: no credentials: set them with `hpipe remote modify {self.name}"
+                             " access_key_id ...` and `... secret_access_key ...` (kept in hpipe.local.yaml),"
+                             " a `profile`, or the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables")
+        if isinstance(exc, PermissionError):
+            return UserError(f"{where}: access denied ({_short(exc)})")
+        if isinstance(exc, FileNotFoundError) and not self.local:
+            return UserError(f"{where}: not found ({_short(exc)}); does the bucket exist?")
+        return TransferError(f"{where}: {_short(exc)}; rerun the command to resume")
+
+
+def _short(exc: BaseException) -> str:
+    """An exception's message on one line, kept short."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def open_storage(cfg: RemoteConfig, root: Path) -> Storage:
+    """The Storage of a configured remote; a one-line UserError for a malformed URL, an unknown
+    protocol, a missing package (`s3://` without s3fs) or unusable settings."""
+    try:
+        protocol = check_url(cfg.url)
+    except UserError as exc:
+        raise UserError(f"remote '{cfg.name}': {exc.message}") from None
+    if protocol == "file":
+        return _local(cfg, root)
+    fs = _s3(cfg) if protocol in ("s3", "s3a") else _other(cfg, protocol)
+    path = str(fs._strip_protocol(cfg.url)).rstrip("/")
+    return Storage(cfg.name, cfg.url, fs, path, local=False, atomic_put=protocol in _OBJECT_STORES)
+
+
+def _local(cfg: RemoteConfig, root: Path) -> Storage:
+    from fsspec.implementations.local import LocalFileSystem
+
+    text = cfg.url[len("file://"):] if cfg.url.lower().startswith("file://") else cfg.url
+    folder = (root / os.path.expanduser(text)).resolve()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"remote '{cfg.name}': {folder} is not a folder")
+    return Storage(cfg.name, cfg.url, LocalFileSystem(), folder.as_posix(), local=True, atomic_put=False)
+
+
+def _s3(cfg: RemoteConfig) -> Any:
+    try:
+        import s3fs
+    except ImportError:
+        raise UserError(f"remote '{cfg.name}' is on S3 ({cfg.url}), which needs s3fs:"
+                        ' pip install "hangar-pipe[s3]"') from None
+    kwargs: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
+    client: dict[str, Any] = {}
+    config: dict[str, Any] = {"connect_timeout": 5, "retries": {"max_attempts": 2, "mode": "standard"}}
+    for key, value in cfg.options.items():
+        if key in _S3_KEYS:
+            kwargs[_S3_KEYS[key]] = value
+        elif key == "endpoint_url":
+            client["endpoint_url"] = value
+        elif key == "region":
+            client["region_name"] = value
+        else:
+            known = ", ".join(sorted([*_S3_KEYS, "endpoint_url", "region"]))
+            raise UserError(f"remote '{cfg.name}': unknown S3 setting '{key}' (known: {known})")
+    fs = s3fs.S3FileSystem(client_kwargs=client, config_kwargs=config, **kwargs)
+    fs.retries = 3  # s3fs's own retries (5 by default) on top of botocore's: a dead server answers in seconds
+    return fs
+
+
+def _other(cfg: RemoteConfig, protocol: str) -> Any:
+    import fsspec
+
+    try:
+        cls = fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise UserError(f"remote '{cfg.name}': unknown protocol '{protocol}://' in {cfg.url}"
+                        " (use a folder path, file://, s3://, or an fsspec protocol)") from None
+    except ImportError as exc:
+        raise UserError(f"remote '{cfg.name}' ({cfg.url}) needs a package: {_short(exc)}") from None
+    try:
+        return cls(**cfg.options)
+    except Exception as exc:
+        raise UserError(f"remote '{cfg.name}': cannot open {cfg.url}: {_short(exc)}") from None
