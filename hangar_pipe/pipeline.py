@@ -104,9 +104,12 @@ class Pipeline:
         See `ReproOptions` for force, jobs, keep_going, data_commit, run_cache, verify and the
         rest; with `verify`, each stage's outcome is in its result's `verify`.
         """
+        options, reporter = options or ReproOptions(), reporter or SilentReporter()
         with self.workspace() as ws:
-            return repro(self.context(ws, options or ReproOptions(), reporter or SilentReporter()),
-                         self._targets(targets))
+            ctx = self.context(ws, options, reporter)
+            if options.pull and not options.dry_run:
+                ctx.fetcher = self.remote_fetcher(options.remote, reporter)
+            return repro(ctx, self._targets(targets))
 
     def _targets(self, targets: list[str] | None) -> list[str] | None:
         """Targets as the graph takes them: stage names, and paths relative to the project root
@@ -121,8 +124,25 @@ class Pipeline:
     def status(self, targets: list[str] | None = None, *, single: bool = False,
                downstream: bool = False, data_commit: str | None = None) -> RunResult:
         """What `repro` would run and why; runs nothing."""
-        return self.repro(targets, ReproOptions(single=single, downstream=downstream, dry_run=True,
-                                                data_commit=data_commit))
+        result = self.repro(targets, ReproOptions(single=single, downstream=downstream, dry_run=True,
+                                                  data_commit=data_commit))
+        self._note_remote_outputs(result)
+        return result
+
+    def _note_remote_outputs(self, result: RunResult) -> None:
+        """A stage whose outputs are missing here but are in the default remote says so (a note)."""
+        names = [r.name for r in result.stages if r.state == "would run"]
+        if not names or not (self.root / layout.CONFIG_FILE).exists() and \
+                not (self.root / layout.LOCAL_CONFIG_FILE).exists():
+            return
+        from hangar_pipe.remote.cache import missing_here, on_remote
+
+        if not (missing := missing_here(self, names)) or (found := on_remote(self, missing)) is None:
+            return
+        remote, by_stage = found
+        for r in result.stages:
+            if r.name in by_stage:
+                r.notes[f"on remote '{remote}'"] = by_stage[r.name]
 
     def commit(self, targets: list[str] | None = None) -> list[str]:
         """Record the stages (all by default) in pipeline.lock as the workspace is now, without

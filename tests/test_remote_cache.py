@@ -123,7 +123,7 @@ def test_folder_remote_round_trip(tmp_path: Path) -> None:
 
 def test_only_missing_objects_move_and_stages_select(tmp_path: Path) -> None:
     a = make(Project(tmp_path / "a"), str(tmp_path / "remote"))  # an absolute path
-    assert run(a, "push", "note").out.strip() == "pushed 1 objects (4 B) to 'origin'; 0 already there"
+    assert run(a, "push", "note").out.strip() == "pushed 1 object (4 B) to 'origin'; 0 already there"
     assert run(a, "push", "-j", "2").out.strip() == "pushed 14 objects (6.0 kB) to 'origin'; 1 already there"
     b = clone(a, tmp_path / "b")
     assert "restored note.txt" in run(b, "pull", "note").out

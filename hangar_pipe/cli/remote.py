@@ -132,16 +132,22 @@ def size_text(n: int) -> str:
     return f"{n} B"
 
 
+def _n(count: int, word: str) -> str:
+    """`1 object`, `2 objects`, `3 run-cache entries`."""
+    plural = word[:-1] + "ies" if word.endswith("y") else word + "s"
+    return f"{count:,} {word if count == 1 else plural}"
+
+
 def transfer_line(stats: "TransferStats", pushing: bool) -> str:
     """`pushed 120 objects (3.4 MB) to 'origin'; 9,880 already there`, or that nothing was new."""
     where = f"'{stats.remote}'"
     if stats.moved == 0 and stats.entries == 0:
-        counts = f"{stats.present:,} objects" + (f", {stats.entries_present:,} run-cache entries"
-                                                 if stats.entries_present else "")
+        counts = _n(stats.present, "object") + (f", {_n(stats.entries_present, 'run-cache entry')}"
+                                                if stats.entries_present else "")
         text = f"everything is already {'in ' + where if pushing else 'here'} ({counts})"
     else:
-        entries = f" and {stats.entries:,} run-cache entries" if stats.entries else ""
-        text = (f"{'pushed' if pushing else 'pulled'} {stats.moved:,} objects ({size_text(stats.bytes)}){entries}"
+        entries = f" and {_n(stats.entries, 'run-cache entry')}" if stats.entries else ""
+        text = (f"{'pushed' if pushing else 'pulled'} {_n(stats.moved, 'object')} ({size_text(stats.bytes)}){entries}"
                 f" {'to' if pushing else 'from'} {where}; {stats.present:,} already {'there' if pushing else 'here'}")
     if stats.absent:
         text += f"; {len(stats.absent):,} missing from {'the local cache' if pushing else where}"

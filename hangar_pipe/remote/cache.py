@@ -168,3 +168,29 @@ def remote_fetcher(pipeline: Pipeline, remote: str | None = None, reporter: Repo
     return RemoteFetcher(storage, ObjectStore(layout.cache_dir(pipeline.root), reporter),
                          RunCache(layout.run_cache_db(pipeline.root), reporter.warning), reporter,
                          jobs or default_jobs(storage.local))
+
+
+def missing_here(pipeline: Pipeline, stages: list[str]) -> list[LockedOutput]:
+    """The stages' locked outputs that neither the workspace nor the local cache has."""
+    store = ObjectStore(layout.cache_dir(pipeline.root))
+    with pipeline.workspace() as ws:
+        return [o for o in locked_outputs(pipeline, stages)
+                if (path := o.out.file(ws)) is not None and not os.path.lexists(path)
+                and not store.can_restore(o.rec)]
+
+
+def on_remote(pipeline: Pipeline, outputs: list[LockedOutput]) -> tuple[str, dict[str, list[str]]] | None:
+    """(remote name, {stage: [output keys]}) of those outputs the default remote holds; None when no
+    remote is configured or it cannot be read (status never fails for a remote)."""
+    from hangar_pipe.errors import UserError
+
+    try:
+        storage = open_remote(pipeline.root, None)
+        have = storage.list_objects()
+    except (UserError, OSError):
+        return None
+    found: dict[str, list[str]] = {}
+    for o in outputs:
+        if o.rec["hash"] + (".dir" if "nfiles" in o.rec else "") in have:
+            found.setdefault(o.stage, []).append(o.out.key)
+    return storage.name, found
