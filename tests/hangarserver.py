@@ -14,8 +14,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-LAUNCH = ("import sys; from hangar_pipe.hangar import compat; compat.import_hangar();"
-          " from hangar.cli import cli; sys.argv = ['hangar', *sys.argv[1:]]; cli.main()")
+# Hangar's own `hangar server` command, through hpipe's compat module. With HPIPE_SERVER_CONFIG
+# set, the server folder is initialised first (as `hangar server` does) and that text written as
+# its config_server.ini, which the server then reads (as after a user's edit and a restart).
+LAUNCH = """
+import os, pathlib, sys
+from hangar_pipe.hangar import compat
+compat.import_hangar()
+config = os.environ.pop("HPIPE_SERVER_CONFIG", None)
+folder = pathlib.Path(".hangar_server")
+if config and not folder.exists():
+    from hangar.context import Environments
+    envs = Environments(pth=folder)
+    envs.init_repo(user_name="SERVER_USER", user_email="SERVER_USER@HANGAR.SERVER", remove_old=False)
+    envs._close_environments()
+    (folder / "config_server.ini").write_text(config)
+from hangar.cli import cli
+sys.argv = ["hangar", *sys.argv[1:]]
+cli.main()
+"""
 ROOT = Path(__file__).resolve().parent.parent
 
 #: the server settings hpipe's docs recommend: a larger batch per push request (see remotes.md)
@@ -77,11 +94,10 @@ def start(folder: Path, port: int | None = None, config: str | None = None,
     """Start `hangar server` in `folder` (created), on `port` (default: a free one); `config`, if
     given, is written as its config_server.ini first. Waits until it accepts connections."""
     folder.mkdir(parents=True, exist_ok=True)
-    if config is not None:
-        (folder / ".hangar_server").mkdir(exist_ok=True)
-        (folder / ".hangar_server" / "config_server.ini").write_text(config)
     port = port or free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    if config is not None:
+        env["HPIPE_SERVER_CONFIG"] = config
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - the process keeps it
     proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "server", "--ip", "127.0.0.1",
                              "--port", str(port)], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
