@@ -30,7 +30,10 @@ from hangar_pipe.core.runner import RunResult
 from hangar_pipe.core.spec import PipelineSpec, Stage, load_pipeline
 from hangar_pipe.core.statcache import SqliteStatCache
 from hangar_pipe.errors import UserError
-from hangar_pipe.hangar.source import HangarData
+from hangar_pipe.hangar.source import HangarData, looks_like_digest
+
+if TYPE_CHECKING:
+    from hangar_pipe.hangar.remote import PullResult, PushResult
 
 if TYPE_CHECKING:
     from hangar_pipe.remote.cache import RemoteFetcher
@@ -243,3 +246,60 @@ class Pipeline:
     def data_repo(self) -> Path:
         """The folder of the main data repository (data.repo)."""
         return (self.root / self.spec.data.repo).resolve()
+
+    # -- data remote (a hangar server) -------------------------------------------------------
+
+    def data_address(self, address: str | None = None) -> str:
+        """The data remote's host:port: `address`, else data.remote; an error when neither is set."""
+        address = address or self.spec.data.remote
+        if not address:
+            raise UserError("no data remote: add `remote: host:port` (a hangar server) under"
+                            " `data:` in pipeline.yaml", file=self.spec.file)
+        return address
+
+    def _data_branch(self, branch: str | None) -> str | None:
+        ref = self.spec.data.ref
+        return branch or (ref if ref and not looks_like_digest(ref) else None)
+
+    def data_push(self, branch: str | None = None, *, address: str | None = None,
+                  reporter: Reporter | None = None) -> PushResult:
+        """Push the data branch (default: data.ref, else the repository's HEAD branch) to the data
+        remote. A TransferError (exit 1) when the server's branch has commits the local one lacks."""
+        from hangar_pipe.hangar import remote
+
+        return remote.push(self.data_repo(), self.data_address(address), self._data_branch(branch),
+                           reporter)
+
+    def data_pull(self, columns: list[str] | None = None, commit: str | None = None, *,
+                  all_columns: bool = False, branch: str | None = None, address: str | None = None,
+                  reporter: Reporter | None = None) -> PullResult:
+        """Fetch the data branch's records from the data remote (a clone when there is no
+        repository yet), fast-forward the local branch, then fetch the sample data of the columns
+        the stages read (`data_wanted`), or of `columns`, or of all columns."""
+        from hangar_pipe.hangar import remote
+
+        folder, where = self.data_repo(), self.data_address(address)
+        records = remote.fetch_records(folder, where, self._data_branch(branch))
+        wanted = self.data_wanted(records.branch, columns, commit, all_columns=all_columns,
+                                  reporter=reporter)
+        return remote.PullResult(records, remote.fetch_data(folder, where, wanted, reporter))
+
+    def data_wanted(self, branch: str, columns: list[str] | None = None, commit: str | None = None,
+                    *, all_columns: bool = False, reporter: Reporter | None = None
+                    ) -> dict[str, list[str]]:
+        """commit -> columns whose sample data a pull fetches: `columns` (or all) at `commit` or the
+        branch head; by default what the stages read (see `hangar.needed`)."""
+        from hangar_pipe.hangar.needed import named_columns, stage_columns
+        from hangar_pipe.hangar.store import HangarStore
+
+        store = HangarStore(self.data_repo())
+        try:
+            pinned = store.resolve(commit)[1] if commit else None
+            if columns or all_columns:
+                return named_columns(store, pinned or store.resolve(branch)[1],
+                                     None if all_columns else columns)
+            warn = (reporter or SilentReporter()).warning
+            return stage_columns(self.stages.values(), self.lock.entries, self.spec.data, store,
+                                 branch, pinned, warn)
+        finally:
+            store.close()

@@ -32,7 +32,9 @@ BUILTIN_STAGES: dict[str, str] = {}
 BUILTIN_INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, list[str]]]] = {}
 
 _TOP_KEYS = {"data": dict, "stages": dict}
-_DATA_KEYS = {"repo": str, "ref": str}
+_DATA_KEYS = {"repo": str, "ref": str, "remote": str}
+#: `data.remote`: the `host:port` of a `hangar server` (a name, IPv4, or [IPv6] host; no scheme).
+ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})$")
 _STAGE_KEYS: dict[str, type | tuple[type, ...]] = {
     "desc": str, "cmd": (str, list), "uses": str, "with": dict, "wdir": str,
     "deps": list, "params": list, "outs": list, "metrics": list, "plots": list,
@@ -48,6 +50,7 @@ class DataDefaults:
 
     repo: str = "."
     ref: str | None = None
+    remote: str | None = None  # host:port of a `hangar server` (`hpipe data push`/`pull`)
 
 
 @dataclass
@@ -153,7 +156,10 @@ def load_pipeline(path: Path) -> PipelineSpec:
         if key in data_raw and not data_raw[key].strip():
             raise doc.error(("data", key), f"expected {what}, got an empty string")
     repo = posixpath.normpath(data_raw.get("repo", ".").replace(os.sep, "/"))
-    data = DataDefaults(repo=repo, ref=data_raw.get("ref"))
+    remote = data_raw.get("remote")
+    if remote is not None:
+        remote = _check_address(doc, remote)
+    data = DataDefaults(repo=repo, ref=data_raw.get("ref"), remote=remote)
     spec = PipelineSpec(root, path.name, data, doc)
     for name, body in (top.get("stages") or {}).items():
         keypath: KeyPath = ("stages", name)
@@ -161,6 +167,16 @@ def load_pipeline(path: Path) -> PipelineSpec:
             raise doc.error(keypath, f"invalid stage name '{name}' (letters, digits, _ . -)")
         spec.stages[name] = _parse_stage(doc, root, data, name, body, keypath)
     return spec
+
+
+def _check_address(doc: YamlDoc, value: str) -> str:
+    """`data.remote` must be `host:port` (port 1-65535), without a scheme or path."""
+    match = ADDRESS.match(value.strip())
+    if match is None or not 0 < int(match["port"]) < 65536:
+        hint = " (no scheme: give host:port)" if "://" in value else ""
+        raise doc.error(("data", "remote"), f"expected host:port of a hangar server, such as"
+                                            f" localhost:50051, got '{value}'{hint}")
+    return value.strip()
 
 
 def _parse_stage(doc: YamlDoc, root: Path, data: DataDefaults, name: str, body: Any,

@@ -120,3 +120,80 @@ def blosc_decompress() -> Callable[[bytes], bytes]:
     loader.exec_module(ext)
     ext.init()
     return lambda data: bytes(ext.decompress(data, False))
+
+
+# -- remotes (hangar server) ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def transfer_output() -> Iterator[list[warnings.WarningMessage]]:
+    """Around Hangar's remote calls: swallow its prints and tqdm bars (stdout, stderr) and record
+    every warning, so a `REJECTED` push is seen even where the user silenced warnings."""
+    import logging
+
+    log = logging.getLogger("hangar")
+    propagate = log.propagate
+    log.propagate = False  # its logger.error lines would reach stderr through logging's last resort
+    log.addHandler(logging.NullHandler())
+    try:
+        with warnings.catch_warnings(record=True) as caught, \
+                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        log.propagate = propagate
+
+
+def server_branch_head(address: str, branch: str, timeout: float = 5.0) -> str | None:
+    """The head commit of `branch` on the hangar server at `address`; None when it has no such
+    branch (or the branch has no commits). One RPC, Hangar's `FetchBranchRecord`, without a
+    repository: Hangar's client needs one, and has no public call for this."""
+    import grpc
+
+    import_hangar()
+    from hangar.remote import hangar_service_pb2 as pb2
+    from hangar.remote import hangar_service_pb2_grpc as pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = pb2_grpc.HangarServiceStub(channel)
+        request = pb2.FetchBranchRecordRequest(rec=pb2.BranchRecord(name=branch))
+        try:
+            head: str = stub.FetchBranchRecord(request, timeout=timeout).rec.commit
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+    return head or None
+
+
+def staging_dirty(repository: Any) -> bool:
+    """Whether the staging area holds uncommitted changes (takes the writer lock for a moment)."""
+    with quiet():
+        co = repository.checkout(write=True)
+    try:
+        return bool(co.diff.status() == "DIRTY")
+    finally:
+        co.close()
+
+
+def set_branch_head(repository: Any, branch: str, commit: str) -> None:
+    """Point `branch` at `commit` (creating it), after a fetch. Hangar's fast-forward merge would
+    replace the staging area even when `branch` is not the checked-out one; here the staging area
+    follows only when `branch` is the staging branch (or the repository has no commits yet)."""
+    from hangar.records import heads
+
+    env = repository._env
+    staging = heads.get_staging_branch_head(env.branchenv)
+    fresh = not heads.get_branch_head_commit(env.branchenv, staging)
+    if branch in heads.get_branch_names(env.branchenv):
+        heads.set_branch_head_commit(env.branchenv, branch, commit)
+    else:
+        heads.create_branch(env.branchenv, name=branch, base_commit=commit)
+    if branch == staging or fresh:
+        with quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            co = repository.checkout(write=True, branch=branch)
+            try:
+                co.reset_staging_area()
+            finally:
+                co.close()
