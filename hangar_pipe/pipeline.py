@@ -111,7 +111,10 @@ class Pipeline:
         with self.workspace() as ws:
             ctx = self.context(ws, options, reporter)
             if options.pull and not options.dry_run:
-                ctx.fetcher = self.remote_fetcher(options.remote, reporter)
+                if self.spec.data.remote is not None:  # the data the stages read, at the commit wanted
+                    self.data_pull(commit=options.data_commit, reporter=reporter)
+                if options.remote is not None or self._cache_remotes():
+                    ctx.fetcher = self.remote_fetcher(options.remote, reporter)
             return repro(ctx, self._targets(targets))
 
     def _targets(self, targets: list[str] | None) -> list[str] | None:
@@ -131,6 +134,12 @@ class Pipeline:
                                                   data_commit=data_commit))
         self._note_remote_outputs(result)
         return result
+
+    def _cache_remotes(self) -> bool:
+        """Whether a cache remote is named (hpipe.yaml or hpipe.local.yaml)."""
+        from hangar_pipe.remote.config import load_remotes
+
+        return bool(load_remotes(self.root)[0])
 
     def _note_remote_outputs(self, result: RunResult) -> None:
         """A stage whose outputs are missing here but are in the default remote says so (a note)."""

@@ -1,7 +1,7 @@
 """`hpipe data`: the Hangar repository behind the pipeline."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -9,6 +9,9 @@ from hangar_pipe.cli.app import app
 from hangar_pipe.cli.console import out
 from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from hangar_pipe.hangar.remote import PullResult, PushResult
 
 data_app = typer.Typer(help="The Hangar repository behind the pipeline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -56,10 +59,14 @@ def data_push(
     fails with exit 1, naming both heads: pull, merge, push again.
     """
     from hangar_pipe.cli.console import ConsoleReporter
-    from hangar_pipe.hangar.store import short
 
     pipeline = Pipeline.load()
-    result = pipeline.data_push(branch, reporter=ConsoleReporter(pipeline.stages))
+    say_pushed(pipeline.data_push(branch, reporter=ConsoleReporter(pipeline.stages)))
+
+
+def say_pushed(result: "PushResult") -> None:
+    from hangar_pipe.hangar.store import short
+
     if result.commits == 0:
         out(f"{result.address} already has {result.branch} at {short(result.head)}; nothing to push.")
     else:
@@ -86,7 +93,6 @@ def data_pull(
     a=39a3b2c1` for an older data version.
     """
     from hangar_pipe.cli.console import ConsoleReporter
-    from hangar_pipe.hangar.store import short
 
     if columns and all_columns:
         raise UserError("--columns and --all-columns: give one or the other")
@@ -95,6 +101,12 @@ def data_pull(
     pipeline = Pipeline.load()
     result = pipeline.data_pull(columns, data_commit, all_columns=all_columns, branch=branch,
                                 reporter=ConsoleReporter(pipeline.stages))
+    say_pulled(result)
+
+
+def say_pulled(result: "PullResult") -> None:
+    from hangar_pipe.hangar.store import short
+
     rec, data = result.records, result.data
     how = ("cloned" if rec.cloned else "updated" if rec.updated
            else "ahead of the server, not changed" if rec.ahead else "up to date")

@@ -1,17 +1,19 @@
 """`hpipe remote`: the named remotes results and data are shared through (hpipe.yaml)."""
 
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hangar_pipe.cli.app import app
 from hangar_pipe.cli.console import out, print_table
-from hangar_pipe.pipeline import find_pipeline
+from hangar_pipe.errors import UserError
+from hangar_pipe.pipeline import Pipeline, find_pipeline
 
 if TYPE_CHECKING:
     from hangar_pipe.remote.transfer import TransferStats
@@ -56,7 +58,6 @@ def remote_modify(
 
     Example: `hpipe remote modify origin secret_access_key XXXX`.
     """
-    from hangar_pipe.errors import UserError
     from hangar_pipe.remote import config
 
     if (value is None) != unset:
@@ -166,36 +167,81 @@ def _interruptible() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+NoData = Annotated[bool, typer.Option("--no-data", help="Only the cache remote, not the Hangar data"
+                                                     " (data.remote).")]
+
+
+def _what(pipeline: "Pipeline", remote: str | None, no_data: bool) -> tuple[bool, bool]:
+    """(cache remote?, data remote?) for a plain push or pull: each one that is configured."""
+    from hangar_pipe.remote.config import load_remotes
+
+    cache = remote is not None or bool(load_remotes(pipeline.root)[0])
+    data = not no_data and pipeline.spec.data.remote is not None
+    if not cache and not data:
+        raise UserError("no remote is configured: `hpipe remote add NAME URL --default` for outputs"
+                        " and run results, `remote: host:port` under `data:` for the Hangar data")
+    return cache, data
+
+
 @app.command()
 def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheOpt = False,
-         jobs: Jobs = None, as_json: Json = False) -> None:
-    """Upload the cached outputs pipeline.lock records (and with --run-cache, the run cache) that
-    the remote lacks.
+         jobs: Jobs = None, no_data: NoData = False, as_json: Json = False) -> None:
+    """Upload what the remotes lack: the cached outputs pipeline.lock records (with --run-cache,
+    the run cache too) to the cache remote, and the Hangar data branch to data.remote.
 
-    Example: `hpipe push train -r origin --run-cache`.
+    Example: `hpipe push --run-cache`, then a colleague's clone can `hpipe pull --run-cache`.
     """
-    from hangar_pipe.cli.console import TransferReporter
-    from hangar_pipe.pipeline import Pipeline
+    from hangar_pipe.cli.console import ConsoleReporter, TransferReporter
+    from hangar_pipe.cli.data import say_pushed
 
+    pipeline = Pipeline.load()
+    cache, data = _what(pipeline, remote, no_data)
+    report: dict[str, Any] = {}
     with _interruptible():
-        stats = Pipeline.load().push_cache(targets, remote, run_cache=run_cache, jobs=jobs,
-                                           reporter=TransferReporter())
-    out(json.dumps(stats.to_dict(), indent=2) if as_json else transfer_line(stats, pushing=True))
+        if cache:
+            stats = pipeline.push_cache(targets, remote, run_cache=run_cache, jobs=jobs,
+                                        reporter=TransferReporter())
+            report = stats.to_dict()
+            if not as_json:
+                out(transfer_line(stats, pushing=True))
+        if data:
+            result = pipeline.data_push(reporter=ConsoleReporter(pipeline.stages))
+            report["data"] = dataclasses.asdict(result)
+            if not as_json:
+                say_pushed(result)
+    if as_json:
+        out(json.dumps(report, indent=2, default=str))
 
 
 @app.command()
 def pull(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheOpt = False,
-         jobs: Jobs = None, as_json: Json = False) -> None:
-    """Download the cached outputs pipeline.lock records (each hash-checked) and put back those
-    missing from the workspace; with --run-cache, the remote's run cache too.
+         jobs: Jobs = None, no_data: NoData = False, as_json: Json = False) -> None:
+    """Download what this machine lacks: the cached outputs pipeline.lock records (each
+    hash-checked; those missing from the workspace are put back; with --run-cache, the remote's run
+    cache too), and the Hangar data: its records, then the sample data of the columns the stages read.
 
     Example: `hpipe pull --run-cache` in a fresh clone, then `hpipe repro` restores instead of running.
     """
-    from hangar_pipe.cli.console import TransferReporter
-    from hangar_pipe.pipeline import Pipeline
+    from hangar_pipe.cli.console import ConsoleReporter, TransferReporter
+    from hangar_pipe.cli.data import say_pulled
 
+    pipeline = Pipeline.load()
+    cache, data = _what(pipeline, remote, no_data)
+    report: dict[str, Any] = {}
+    stats = None
     with _interruptible():
-        stats = Pipeline.load().pull_cache(targets, remote, run_cache=run_cache, jobs=jobs,
-                                           reporter=TransferReporter(), check=False)
-    out(json.dumps(stats.to_dict(), indent=2) if as_json else transfer_line(stats, pushing=False))
-    stats.check()  # a corrupted remote object: exit 1, after the rest was pulled
+        if data:  # first: a stage's outputs are put back beside the data they came from
+            result = pipeline.data_pull(reporter=ConsoleReporter(pipeline.stages))
+            report["data"] = dataclasses.asdict(result)
+            if not as_json:
+                say_pulled(result)
+        if cache:
+            stats = pipeline.pull_cache(targets, remote, run_cache=run_cache, jobs=jobs,
+                                        reporter=TransferReporter(), check=False)
+            report = {**stats.to_dict(), **report}
+            if not as_json:
+                out(transfer_line(stats, pushing=False))
+    if as_json:
+        out(json.dumps(report, indent=2, default=str))
+    if stats is not None:
+        stats.check()  # a corrupted remote object: exit 1, after the rest was pulled
