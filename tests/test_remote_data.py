@@ -165,7 +165,7 @@ def test_an_unreachable_server_is_one_line_and_leaves_nothing_behind(tmp_path: P
     Repo(a.root).write("one", imgs=images(10), labels=labels(10))
     line = one_error(a.hpipe("data", "push", check=None, timeout=30))
     assert line == (f"hpipe: error: cannot reach the hangar server at {address} (Connection refused);"
-                    f" is `hangar server --port {address.split(':')[1]}` running there?")
+                    f" is `hpipe data server FOLDER --port {address.split(':')[1]}` running there?")
     b = git_clone(a, tmp_path / "b")
     one_error(b.hpipe("data", "pull", check=None, timeout=30))
     assert not b.exists(".hangar")

@@ -4,13 +4,15 @@ same bytes. A real `hangar server`, a real folder remote, a real `git clone`."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import hangarserver
 import pytest
-from conftest import Project
+from conftest import HPIPE, Project
 from hangar_repo import Repo, images, labels
 
 FIT = """
@@ -32,7 +34,19 @@ json.dump({"accuracy": float((pred == y).mean()), "samples": len(keys)}, open("m
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[hangarserver.HangarServer]:
-    srv = hangarserver.start(tmp_path / "server", config=hangarserver.FAST_CONFIG)
+    """`hpipe data server`: Hangar's own server, as a user starts it."""
+    port = hangarserver.free_port()
+    proc = subprocess.Popen([*HPIPE, "data", "server", str(tmp_path / "server"), "--ip", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = hangarserver.HangarServer(tmp_path / "server", port, proc)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "hpipe data server did not start"
+            time.sleep(0.1)
     yield srv
     srv.stop()
 

@@ -117,3 +117,24 @@ def say_pulled(result: "PullResult") -> None:
         out("No column to fetch data for (no stage reads one here; see --columns, --all-columns).")
     else:
         out(f"Fetched {data.samples} sample(s), {_mb(data.bytes)}; {data.present} were here already.")
+
+
+@data_app.command("server")
+def data_server(
+    folder: Annotated[Path, typer.Argument(help="Where the server keeps its data (created; not a project).")],
+    port: Annotated[int, typer.Option("--port", "-p", help="The port to listen on.")] = 50051,
+    ip: Annotated[str, typer.Option("--ip", help="The address to listen on (0.0.0.0: every interface).")] = "localhost",
+    timeout: Annotated[int, typer.Option("--timeout", help="Stop after this many seconds.")] = 86400,
+) -> None:
+    """Run a Hangar data server (Hangar's own `hangar server`, with hpipe's compatibility fixes)
+    for `remote: host:port` under `data:` in pipeline.yaml.
+
+    Example: `hpipe data server /srv/hangar --ip 0.0.0.0 --port 50051` on a host both machines reach.
+    """
+    from hangar_pipe.hangar.remote import serve
+
+    out(f"hangar server for {folder} on {ip}:{port}; Ctrl-C stops it")
+    try:
+        serve(folder.resolve(), ip, port, timeout)
+    except KeyboardInterrupt:
+        pass

@@ -17,6 +17,7 @@ Hangar is imported inside the functions (through `compat`), never when this modu
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -95,8 +96,8 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
         why = exc.strerror or str(exc) or type(exc).__name__
-        raise TransferError(f"cannot reach the hangar server at {address} ({why}); is `hangar server"
-                            f" --port {port}` running there?") from None
+        raise TransferError(f"cannot reach the hangar server at {address} ({why}); is `hpipe data server"
+                            f" FOLDER --port {port}` running there?") from None
     with grpc.insecure_channel(address) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout)
@@ -307,3 +308,15 @@ def fetch_data(repo_folder: Path, address: str, wanted: dict[str, list[str]],
         raise TransferError(f"{still} samples could not be fetched from the hangar server at"
                             f" {address}; rerun the command to fetch them")
     return result
+
+
+def serve(folder: Path, ip: str, port: int, timeout: int) -> None:
+    """Run Hangar's own server (`hangar server`) in `folder`, with hpipe's compatibility fixes (a
+    plain `hangar server` fails on today's numpy when it serves sample data). Blocks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    compat.import_hangar()
+    from hangar.cli import cli
+
+    os.chdir(folder)
+    cli.main(args=["server", "--ip", ip, "--port", str(port), "--timeout", str(timeout)],
+             prog_name="hangar", standalone_mode=False)
