@@ -194,25 +194,27 @@ class Pipeline:
     # -- the cache remote (hangar_pipe.remote; fsspec is imported only here) ---------------------
 
     def push_cache(self, targets: list[str] | None = None, remote: str | None = None, *,
-                   run_cache: bool = False, jobs: int | None = None,
+                   run_cache: bool = False, history: bool = False, jobs: int | None = None,
                    reporter: Reporter | None = None) -> TransferStats:
         """Upload the objects of the outputs pipeline.lock records for the targets (all stages by
-        default; with `run_cache`, every run-cache entry and its objects too) that the remote lacks."""
+        default; with `run_cache`, every run-cache entry and its objects too; with `history`, the run
+        records) that the remote lacks."""
         from hangar_pipe.remote.cache import push_cache
 
-        return push_cache(self, targets, remote, run_cache=run_cache, jobs=jobs, reporter=reporter)
+        return push_cache(self, targets, remote, run_cache=run_cache, history=history, jobs=jobs,
+                          reporter=reporter)
 
     def pull_cache(self, targets: list[str] | None = None, remote: str | None = None, *,
-                   run_cache: bool = False, jobs: int | None = None, reporter: Reporter | None = None,
-                   restore: bool = True, check: bool = True) -> TransferStats:
+                   run_cache: bool = False, history: bool = False, jobs: int | None = None,
+                   reporter: Reporter | None = None, restore: bool = True, check: bool = True) -> TransferStats:
         """Download the objects of the targets' locked outputs (with `run_cache`, the remote's run-cache
         entries and their objects too), each hash-checked, then (with `restore`) put back the outputs
         the workspace lacks. TransferError (exit 1) at the end if a remote object was corrupted (with
         `check`; else see the result's `corrupted` and its `check()`)."""
         from hangar_pipe.remote.cache import pull_cache
 
-        return pull_cache(self, targets, remote, run_cache=run_cache, jobs=jobs, reporter=reporter,
-                          restore=restore, check=check)
+        return pull_cache(self, targets, remote, run_cache=run_cache, history=history, jobs=jobs,
+                          reporter=reporter, restore=restore, check=check)
 
     def remote_fetcher(self, remote: str | None = None, reporter: Reporter | None = None,
                        jobs: int | None = None) -> RemoteFetcher:

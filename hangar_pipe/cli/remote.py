@@ -142,12 +142,14 @@ def _n(count: int, word: str) -> str:
 def transfer_line(stats: "TransferStats", pushing: bool) -> str:
     """`pushed 120 objects (3.4 MB) to 'origin'; 9,880 already there`, or that nothing was new."""
     where = f"'{stats.remote}'"
-    if stats.moved == 0 and stats.entries == 0:
+    if stats.moved == 0 and stats.entries == 0 and stats.runs == 0:
         counts = _n(stats.present, "object") + (f", {_n(stats.entries_present, 'run-cache entry')}"
                                                 if stats.entries_present else "")
+        counts += f", {_n(stats.runs_present, 'run record')}" if stats.runs_present else ""
         text = f"everything is already {'in ' + where if pushing else 'here'} ({counts})"
     else:
         entries = f" and {_n(stats.entries, 'run-cache entry')}" if stats.entries else ""
+        entries += f" and {_n(stats.runs, 'run record')}" if stats.runs else ""
         text = (f"{'pushed' if pushing else 'pulled'} {_n(stats.moved, 'object')} ({size_text(stats.bytes)}){entries}"
                 f" {'to' if pushing else 'from'} {where}; {stats.present:,} already {'there' if pushing else 'here'}")
     if stats.absent:
@@ -167,6 +169,7 @@ def _interruptible() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+HistoryOpt = Annotated[bool, typer.Option("--history", help="Also the run history (what `hpipe runs` lists).")]
 NoData = Annotated[bool, typer.Option("--no-data", help="Only the cache remote, not the Hangar data"
                                                      " (data.remote).")]
 
@@ -185,7 +188,7 @@ def _what(pipeline: "Pipeline", remote: str | None, no_data: bool) -> tuple[bool
 
 @app.command()
 def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheOpt = False,
-         jobs: Jobs = None, no_data: NoData = False, as_json: Json = False) -> None:
+         history: HistoryOpt = False, jobs: Jobs = None, no_data: NoData = False, as_json: Json = False) -> None:
     """Upload what the remotes lack: the cached outputs pipeline.lock records (with --run-cache,
     the run cache too) to the cache remote, and the Hangar data branch to data.remote.
 
@@ -199,7 +202,7 @@ def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheO
     report: dict[str, Any] = {}
     with _interruptible():
         if cache:
-            stats = pipeline.push_cache(targets, remote, run_cache=run_cache, jobs=jobs,
+            stats = pipeline.push_cache(targets, remote, run_cache=run_cache, history=history, jobs=jobs,
                                         reporter=TransferReporter())
             report = stats.to_dict()
             if not as_json:
@@ -215,7 +218,7 @@ def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheO
 
 @app.command()
 def pull(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheOpt = False,
-         jobs: Jobs = None, no_data: NoData = False, as_json: Json = False) -> None:
+         history: HistoryOpt = False, jobs: Jobs = None, no_data: NoData = False, as_json: Json = False) -> None:
     """Download what this machine lacks: the cached outputs pipeline.lock records (each
     hash-checked; those missing from the workspace are put back; with --run-cache, the remote's run
     cache too), and the Hangar data: its records, then the sample data of the columns the stages read.
@@ -236,7 +239,7 @@ def pull(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheO
             if not as_json:
                 say_pulled(result)
         if cache:
-            stats = pipeline.pull_cache(targets, remote, run_cache=run_cache, jobs=jobs,
+            stats = pipeline.pull_cache(targets, remote, run_cache=run_cache, history=history, jobs=jobs,
                                         reporter=TransferReporter(), check=False)
             report = {**stats.to_dict(), **report}
             if not as_json:

@@ -100,6 +100,17 @@ class History:
                             record.data_commit, json.dumps(record.to_dict(), default=str)))
         self.db.use(insert)
 
+    def merge(self, records: list[RunRecord]) -> int:
+        """Add runs recorded elsewhere (`hpipe pull --history`), skipping ids already here; how many."""
+        def insert(db: sqlite3.Connection) -> int:
+            with db:
+                before = db.total_changes
+                db.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
+                               [(r.id, r.started, r.ended, r.status, r.data_commit,
+                                 json.dumps(r.to_dict(), default=str)) for r in records])
+                return int(db.total_changes - before)
+        return int(self.db.use(insert)) if records else 0
+
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[RunRecord]:
         if not self.path.exists():
             return []

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hangar_pipe.core import layout
+from hangar_pipe.core.history import History
 from hangar_pipe.core.kinds import Kind, record_key
 from hangar_pipe.core.mutex import ReproMutex
 from hangar_pipe.core.objects import ObjectStore
@@ -58,8 +59,8 @@ def open_remote(root: Path, remote: str | None) -> Storage:
 
 
 def push_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str | None = None, *,
-               run_cache: bool = False, jobs: int | None = None, reporter: Reporter | None = None
-               ) -> TransferStats:
+               run_cache: bool = False, history: bool = False, jobs: int | None = None,
+               reporter: Reporter | None = None) -> TransferStats:
     """Upload the stages' output objects (and with `run_cache` every run-cache entry and its
     objects) that the remote lacks."""
     reporter = reporter or SilentReporter()
@@ -71,6 +72,10 @@ def push_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str
     if run_cache:
         runs = RunCache(layout.run_cache_db(pipeline.root), reporter.warning)
         recs += transfer.push_entries(runs, storage, jobs=jobs, reporter=reporter, stats=stats)
+    if history:
+        from hangar_pipe.remote.history import push_history
+
+        push_history(pipeline.history, storage, jobs=jobs, reporter=reporter, stats=stats)
     labels = {o.rec["hash"] + (".dir" if "nfiles" in o.rec else ""): str(o.rec.get("path", o.stage))
               for o in locked_outputs(pipeline, targets)}
     names = {transfer.object_name(store, p) for p in store.referenced(recs)}
@@ -80,8 +85,8 @@ def push_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str
 
 
 def pull_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str | None = None, *,
-               run_cache: bool = False, jobs: int | None = None, reporter: Reporter | None = None,
-               restore: bool = True, check: bool = True) -> TransferStats:
+               run_cache: bool = False, history: bool = False, jobs: int | None = None,
+               reporter: Reporter | None = None, restore: bool = True, check: bool = True) -> TransferStats:
     """Download the objects of the stages' locked outputs (with `run_cache`, also the remote's
     run-cache entries and their objects), then put back the outputs missing from the workspace (a
     modified one is left alone, with a warning). Raises TransferError at the end if a remote object
@@ -98,6 +103,11 @@ def pull_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str
         transfer.pull_entries(runs, storage, storage.list_entries(), jobs=jobs, reporter=reporter, stats=stats)
         recs += [(f"run {run_id}", rec) for _, _, run_id, e in runs.rows() for rec in e.get("outs") or []
                  if isinstance(rec, dict) and "hash" in rec]
+    if history:
+        from hangar_pipe.remote.history import pull_history
+
+        pull_history(History(layout.history_db(pipeline.root), reporter.warning), storage, jobs=jobs,
+                     reporter=reporter, stats=stats)
     transfer.pull_records(store, storage, recs, jobs=jobs, reporter=reporter, stats=stats)
     if restore:
         restore_outputs(pipeline, store, outputs, reporter, stats)

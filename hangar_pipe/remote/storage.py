@@ -4,6 +4,7 @@ The remote mirrors the local cache:
 
     <url>/objects/<hash[:2]>/<hash[2:]>            content-addressed objects (`<hash>.dir`: folder manifests)
     <url>/runcache/<run key>/<xxh3 of the JSON>.json  one run-cache entry, immutable
+    <url>/runs/<run id>.json                      one run-history record (`--history`), immutable
 
 A put on a local-like filesystem writes under a hidden temporary name (`.tmp-*`, never listed)
 and renames it into place; on an object store (S3 and the like) a PUT is atomic. Either way an
@@ -26,7 +27,7 @@ from hangar_pipe.core.objects import clone_or_copy
 from hangar_pipe.errors import TransferError, UserError
 from hangar_pipe.remote.config import RemoteConfig, check_url
 
-OBJECTS, RUNCACHE = "objects", "runcache"
+OBJECTS, RUNCACHE, RUNS = "objects", "runcache", "runs"
 # object stores: a PUT is atomic (a multipart upload is invisible until completed)
 _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"})
 _S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token": "token",
@@ -90,6 +91,20 @@ class Storage:
     def get_entry(self, rel: str) -> bytes:
         with self.errors():
             data: bytes = self.fs.cat_file(self.entry_path(rel))
+        return data
+
+    # -- run-history records ------------------------------------------------------------------
+
+    def list_runs(self) -> set[str]:
+        """The run ids of every history record on the remote: one listing."""
+        return {rest[:-5] for _, rest in self._list(RUNS, 1) if rest.endswith(".json")}
+
+    def put_run(self, run_id: str, data: bytes) -> None:
+        self._put(lambda path: self.fs.pipe_file(path, data), f"{self.root}/{RUNS}/{run_id}.json")
+
+    def get_run(self, run_id: str) -> bytes:
+        with self.errors():
+            data: bytes = self.fs.cat_file(f"{self.root}/{RUNS}/{run_id}.json")
         return data
 
     # -- internals ---------------------------------------------------------------------------

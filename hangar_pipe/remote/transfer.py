@@ -54,6 +54,8 @@ class TransferStats:
     corrupted: list[str] = field(default_factory=list)  # `<name> (<output>)`, not used
     entries: int = 0  # run-cache entries transferred
     entries_present: int = 0
+    runs: int = 0  # run-history records transferred (`--history`)
+    runs_present: int = 0
     restored: list[str] = field(default_factory=list)  # workspace outputs put back (pull)
     kept: list[str] = field(default_factory=list)  # modified workspace outputs left alone (pull)
 
