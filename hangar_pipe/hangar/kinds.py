@@ -140,7 +140,8 @@ class HangarDep(Kind):
             return None
         if store is None:
             return (f"hangar column '{needed[0]}' is written by no stage, and there is no Hangar"
-                    f" repository in {data.path(self.repo)} yet")
+                    f" repository in {data.path(self.repo)} yet (`hpipe pull` fetches it where"
+                    " data.remote names a hangar server)")
         if resolved is None:
             return str(store.unknown_ref(data.default_ref(self.repo, self.ref) or ""))
         ref, commit = resolved
