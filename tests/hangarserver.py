@@ -35,11 +35,13 @@ cli.main()
 """
 ROOT = Path(__file__).resolve().parent.parent
 
-#: the server settings hpipe's docs recommend: a larger batch per push request (see remotes.md)
+#: the server settings hpipe's docs recommend (remotes.md): one worker thread, as Hangar 0.5.2's
+#: server races when a push's concurrent PushData requests write at once (an lmdb `Environment`
+#: error, or a hang), and a request at a time costs nothing on one client's push
 FAST_CONFIG = """\
 [SERVER_GRPC]
 channel_address = [::]:50051
-max_thread_pool_workers = 16
+max_thread_pool_workers = 1
 max_concurrent_rpcs = 16
 enable_compression = NoCompression
 optimization_target = throughput
