@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hangar_pipe.hangar.remote import SERVER_CONFIG
+
 # Hangar's own `hangar server` command, through hpipe's compat module. With HPIPE_SERVER_CONFIG
 # set, the server folder is initialised first (as `hangar server` does) and that text written as
 # its config_server.ini, which the server then reads (as after a user's edit and a restart).
@@ -38,25 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: the server settings hpipe's docs recommend (remotes.md): one worker thread, as Hangar 0.5.2's
 #: server races when a push's concurrent PushData requests write at once (an lmdb `Environment`
 #: error, or a hang), and a request at a time costs nothing on one client's push
-FAST_CONFIG = """\
-[SERVER_GRPC]
-channel_address = [::]:50051
-max_thread_pool_workers = 1
-max_concurrent_rpcs = 16
-enable_compression = NoCompression
-optimization_target = throughput
-fetch_max_nbytes = 500_000_000
-
-[SERVER_ADMIN]
-restrict_push = 0
-username = --none--
-password = --none--
-
-[CLIENT_GRPC]
-enable_compression = NoCompression
-optimization_target = throughput
-push_max_nbytes = 600_000_000
-"""
+FAST_CONFIG = SERVER_CONFIG  # what `hpipe data server` writes for a new server folder
 
 
 def free_port() -> int:

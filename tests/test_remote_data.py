@@ -215,3 +215,19 @@ def test_no_remote_and_unknown_columns_are_one_line_errors(
     a.hpipe("data", "push")
     line = user_error(a.hpipe("data", "pull", "--columns", "imgz", check=None))
     assert "--columns: no column 'imgz' at" in line and "columns there: imgs, labels" in line
+
+
+def test_pushing_the_same_commits_to_a_second_server_works(
+        tmp_path: Path, server: hangarserver.HangarServer) -> None:
+    """Hangar raises ValueError ('no-op performed') when its remote-tracking branch is already at
+    the pushed head; hpipe treats that push as done, after checking the new server's head."""
+    a = make_project(tmp_path / "a", server.address)
+    head = Repo(a.root).write("one", imgs=images(20), labels=labels(20))
+    a.hpipe("data", "push")
+    other = hangarserver.start(tmp_path / "server2", config=hangarserver.FAST_CONFIG)
+    try:
+        a.pipeline(f"data: {{remote: '{other.address}'}}\n" + STAGES)
+        assert "1 commit(s)" in a.hpipe("data", "push").out
+        assert compat.server_branch_head(other.address, "master") == head
+    finally:
+        other.stop()

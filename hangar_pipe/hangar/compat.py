@@ -197,3 +197,29 @@ def set_branch_head(repository: Any, branch: str, commit: str) -> None:
                 co.reset_staging_area()
             finally:
                 co.close()
+
+
+def init_server_folder(folder: Any, config: str) -> None:
+    """Create a `hangar server` folder as the server does on first start, with `config` as its
+    config_server.ini (which it then reads instead of writing its defaults)."""
+    import_hangar()
+    from hangar.context import Environments
+
+    with quiet():
+        envs = Environments(pth=folder)
+        envs.init_repo(user_name="SERVER_USER", user_email="SERVER_USER@HANGAR.SERVER", remove_old=False)
+        envs._close_environments()
+    (folder / "config_server.ini").write_text(config)
+
+
+def push(repository: Any, remote: str, branch: str) -> None:
+    """Hangar's `repository.remote.push`. After a push succeeded, Hangar moves its remote-tracking
+    branch (`<remote>/<branch>`), and raises ValueError ("... no-op performed") when that branch is
+    already at the pushed head (the same commits pushed before to another server under the same
+    remote name): the push itself is done, so that one error is not one. The caller checks the
+    server's head after."""
+    try:
+        repository.remote.push(remote, branch)
+    except ValueError as exc:
+        if "no-op performed" not in str(exc):
+            raise

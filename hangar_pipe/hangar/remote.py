@@ -189,7 +189,7 @@ def push(repo_folder: Path, address: str, branch: str | None = None,
     repository = open_repository(repo_folder)
     _use_remote(repository, address)
     with transferring(address, f"the push of '{branch}'") as caught:
-        repository.remote.push(REMOTE, branch)
+        compat.push(repository, REMOTE, branch)
     after = server_head(address, branch)
     if after != local or any("REJECTED" in str(w.message) for w in caught):
         raise _rejected(address, branch, after, local)
@@ -304,13 +304,39 @@ def fetch_data(repo_folder: Path, address: str, wanted: dict[str, list[str]],
     return result
 
 
+# Hangar 0.5.2's server writes concurrent PushData requests on several threads and then sometimes
+# fails or hangs (docs/remotes.md#setting-up-a-server): one worker thread, queued requests.
+SERVER_CONFIG = """\
+[SERVER_GRPC]
+channel_address = [::]:50051
+max_thread_pool_workers = 1
+max_concurrent_rpcs = 16
+enable_compression = NoCompression
+optimization_target = throughput
+fetch_max_nbytes = 500_000_000
+
+[SERVER_ADMIN]
+restrict_push = 0
+username = --none--
+password = --none--
+
+[CLIENT_GRPC]
+enable_compression = NoCompression
+optimization_target = throughput
+push_max_nbytes = 600_000_000
+"""
+
+
 def serve(folder: Path, ip: str, port: int, timeout: int) -> None:
     """Run Hangar's own server (`hangar server`) in `folder`, with hpipe's compatibility fixes (a
-    plain `hangar server` fails on today's numpy when it serves sample data). Blocks."""
+    plain `hangar server` fails on today's numpy when it serves sample data). A new server folder
+    gets `SERVER_CONFIG`; an existing one keeps its config_server.ini. Blocks."""
     folder.mkdir(parents=True, exist_ok=True)
     compat.import_hangar()
     from hangar.cli import cli
 
     os.chdir(folder)
+    if not (folder / ".hangar_server").exists():
+        compat.init_server_folder(folder / ".hangar_server", SERVER_CONFIG)
     cli.main(args=["server", "--ip", ip, "--port", str(port), "--timeout", str(timeout)],
              prog_name="hangar", standalone_mode=False)
