@@ -259,3 +259,11 @@ def test_lock_entry_restores_deleted_outputs_without_a_run_cache(three_stage: Pr
     three_stage.write("params.yaml", three_stage.read("params.yaml").replace("lr: 0.1", "lr: 0.2"))
     (three_stage.root / "model.txt").unlink()  # other inputs: the lock's record is not used
     assert "train" in three_stage.ran(three_stage.hpipe("repro"))
+
+
+def test_the_lock_record_of_another_command_is_not_restored(three_stage: Project) -> None:
+    three_stage.hpipe("repro")
+    (three_stage.root / ".hpipe/cache/run-cache.db").unlink()
+    three_stage.pipeline(three_stage.read("pipeline.yaml").replace(
+        "cmd: python steps.py train", "cmd: python steps.py train && echo again"))
+    assert "train" in three_stage.ran(three_stage.hpipe("repro"))

@@ -106,7 +106,8 @@ class StageOps:
         key = run_key(stage, measured)
         found = self.ctx.run_cache.candidates(key)
         entry = self.ctx.lock.get(stage.name)
-        if entry and (recorded := recorded_inputs(entry)).deps.keys() == {d.key for d in stage.deps} \
+        if entry and _same_definition(stage, entry) \
+                and (recorded := recorded_inputs(entry)).deps.keys() == {d.key for d in stage.deps} \
                 and run_key(stage, recorded) == key:
             found.append(("lock", entry))
         if self.ctx.fetcher is not None:
@@ -185,6 +186,12 @@ class StageOps:
         if missing := [k for k, rec in outs.items() if rec is None]:
             raise StageError(f"command succeeded but did not produce {', '.join(missing)}")
         return {o.key: o.lock_record(outs[o.key] or {}, ws) for o in stage.outs}
+
+
+def _same_definition(stage: Stage, entry: dict[str, Any]) -> bool:
+    """Whether a lock entry was recorded from the stage as it is defined now (command, callable,
+    `with`, wdir): the run key takes the definition from the stage, not from the entry."""
+    return {k: v for k, v in entry.items() if k not in ("deps", "params", "outs")} == stage.definition()
 
 
 def recorded_inputs(entry: dict[str, Any]) -> Measured:
