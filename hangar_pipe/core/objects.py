@@ -69,7 +69,7 @@ class ObjectStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(target, data, mode=0o444)
 
-    def _manifest(self, path: Path) -> list[tuple[str, str]] | None:
+    def read_manifest(self, path: Path) -> list[tuple[str, str]] | None:
         """A folder manifest's (relative path, file hash) pairs; None if missing or not a manifest."""
         try:
             data = json.loads(path.read_bytes())
@@ -104,7 +104,7 @@ class ObjectStore:
         if expected is None:
             intact = hash_file(path) == digest
         else:
-            manifest = self._manifest(path)
+            manifest = self.read_manifest(path)
             intact = manifest is not None and folder_hash(manifest) == expected
         if not intact:
             self._discard(path, digest)
@@ -121,7 +121,7 @@ class ObjectStore:
                 paths.add(self.path(rec["hash"]))
                 continue
             manifest_path = self.path(rec["hash"] + ".dir")
-            if _is_object(manifest_path) and (manifest := self._manifest(manifest_path)) is not None:
+            if _is_object(manifest_path) and (manifest := self.read_manifest(manifest_path)) is not None:
                 paths.add(manifest_path)  # (a damaged manifest is not kept)
                 paths.update(self.path(d) for _, d in manifest)
         return paths
@@ -149,7 +149,7 @@ class ObjectStore:
         path = self.path(rec["hash"] + ".dir")
         if not _is_object(path):
             return os.path.lexists(path)
-        if (manifest := self._manifest(path)) is None:
+        if (manifest := self.read_manifest(path)) is None:
             self._discard(path, rec["hash"] + ".dir")
             return False
         return all(os.path.lexists(self.path(d)) for _, d in manifest)
@@ -168,7 +168,7 @@ class ObjectStore:
         manifest_path = self._verified(rec["hash"] + ".dir", expected=rec["hash"])
         if manifest_path is None:
             return False
-        manifest = self._manifest(manifest_path) or []
+        manifest = self.read_manifest(manifest_path) or []
         progress = Progress(self.reporter, stage, f"checking {workspace.name}", len(manifest))
         checked = []
         for rel, digest in manifest:  # every object is checked (and a corrupted one removed)

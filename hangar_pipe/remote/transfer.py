@@ -88,7 +88,7 @@ def object_name(store: ObjectStore, path: Path) -> str:
 def intact(store: ObjectStore, path: Path, name: str) -> bool:
     """Whether a file holds the object `name`: its hash, or for a manifest its folder's hash."""
     if name.endswith(".dir"):
-        manifest = store._manifest(path)
+        manifest = store.read_manifest(path)
         return manifest is not None and folder_hash(manifest) == name[:-4]
     return hash_file(path) == name
 
@@ -214,7 +214,7 @@ def pull_records(store: ObjectStore, storage: Storage, recs: list[tuple[str, Rec
 
 def _local_manifest(store: ObjectStore, digest: str) -> list[tuple[str, str]] | None:
     path = store.path(digest + ".dir")
-    return store._manifest(path) if _is_file(path) else None
+    return store.read_manifest(path) if _is_file(path) else None
 
 
 def _is_file(path: Path) -> bool:
