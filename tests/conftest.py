@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,11 @@ HPIPE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hangar_p
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1",
        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 os.environ["PATH"] = ENV["PATH"]  # also for pipelines run in-process through the Python API
+# A test run started in the background of a script (`.ci/run &`) inherits SIGINT ignored, and so
+# would every hpipe it starts (an ignored signal survives exec): the interrupt tests send SIGINT
+# as a user's Ctrl-C does, to an hpipe that handles it. A handler is reset to the default on exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass
