@@ -401,3 +401,24 @@ def test_remote_fetcher_brings_entries_and_objects_on_demand(tmp_path: Path) -> 
     assert fetcher.entries(key) == []  # now in the local run cache
     assert fetcher.objects(entry["outs"])
     assert all(fetcher.store.can_restore(r) for r in entry["outs"])
+
+
+def test_a_push_that_fails_half_way_leaves_no_manifest_without_its_files(tmp_path: Path) -> None:
+    """A folder's manifest is uploaded after its files: a push stopped by an error on one file
+    leaves no manifest, so the folder never looks complete on the remote."""
+    a = make(Project(tmp_path / "a"), str(tmp_path / "remote"))
+    store = ObjectStore(a.root / ".hpipe" / "cache")
+    manifest = next(p for p in store.folder.rglob("*.dir"))
+    last = max(digest for _, digest in store.read_manifest(manifest) or [])
+    assert last > manifest.parent.name + manifest.name  # (in name order it would go after the manifest)
+    blocker = tmp_path / "remote" / "objects" / last[:2]
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where a folder of objects goes")
+    done = run(a, "push", "--no-data", check=None)
+    assert done.code != 0 and "Traceback" not in done.err
+    assert not list((tmp_path / "remote" / "objects").rglob("*.dir"))
+    blocker.unlink()
+    run(a, "push")
+    b = clone(a, tmp_path / "b")
+    run(b, "pull")
+    same_outputs(a, b)

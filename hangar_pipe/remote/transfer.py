@@ -148,8 +148,11 @@ def push_objects(store: ObjectStore, storage: Storage, names: Iterable[str], *, 
                                 " nothing half-written was kept there") from None
         return Moved(size)
 
-    _tally(stats, run_all(todo, one, jobs, Progress(reporter, "", f"pushing to '{storage.name}'", len(todo))),
-           labels or {})
+    # a folder's manifest goes last, once its files are there: a push stopped half-way never leaves
+    # a manifest that makes the folder look complete on the remote
+    progress = Progress(reporter, "", f"pushing to '{storage.name}'", len(todo))
+    for part in ([n for n in todo if not n.endswith(".dir")], [n for n in todo if n.endswith(".dir")]):
+        _tally(stats, run_all(part, one, jobs, progress), labels or {})
 
 
 def fetch_objects(store: ObjectStore, storage: Storage, names: Iterable[str], *, jobs: int,
