@@ -17,24 +17,23 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 from _common import HPIPE, REPO, WORK, loadavg, machine, ratio, run, table, timed
 
 sys.path.insert(0, str(REPO / "tests"))
 import hangarserver  # noqa: E402
+from hangar_repo import READER  # noqa: E402
 
 HANGAR = [sys.executable, "-c", "import sys; from hangar_pipe.hangar import compat;"
           " compat.import_hangar(); from hangar.cli import cli; sys.argv[0] = 'hangar'; cli.main()"]
 CONFIG: str | None = hangarserver.FAST_CONFIG  # --default-config: Hangar's own
-PIPELINE = """data: {{remote: '{address}'}}
-stages:
-  train:
-    cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
-    deps:
-      - hangar: [imgs, labels]
-    outs: [model.txt]
-"""
+
+
+def pipeline(address: str) -> str:
+    """pipeline.yaml: the data remote, and one stage reading both columns (tests/hangar_repo.py)."""
+    return f"data: {{remote: '{address}'}}\n" + textwrap.dedent(READER)
 
 
 def make_source(folder: Path, n: int) -> str:
@@ -78,12 +77,12 @@ def hpipe_round(source: Path, base: Path) -> tuple[float, float]:
     server = hangarserver.start(base / "server-hpipe", config=CONFIG)
     try:
         project = fresh_copy(source, base / "hpipe-a")
-        (project / "pipeline.yaml").write_text(PIPELINE.format(address=server.address))
+        (project / "pipeline.yaml").write_text(pipeline(server.address))
         push, _ = timed([HPIPE, "data", "push"], project, "Pushed master")
         clone = base / "hpipe-b"
         shutil.rmtree(clone, ignore_errors=True)
         clone.mkdir()
-        (clone / "pipeline.yaml").write_text(PIPELINE.format(address=server.address))
+        (clone / "pipeline.yaml").write_text(pipeline(server.address))
         pull, _ = timed([HPIPE, "data", "pull"], clone, "Fetched")
     finally:
         server.stop()

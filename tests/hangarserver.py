@@ -26,11 +26,7 @@ compat.import_hangar()
 config = os.environ.pop("HPIPE_SERVER_CONFIG", None)
 folder = pathlib.Path(".hangar_server")
 if config and not folder.exists():
-    from hangar.context import Environments
-    envs = Environments(pth=folder)
-    envs.init_repo(user_name="SERVER_USER", user_email="SERVER_USER@HANGAR.SERVER", remove_old=False)
-    envs._close_environments()
-    (folder / "config_server.ini").write_text(config)
+    compat.init_server_folder(folder, config)
 from hangar.cli import cli
 sys.argv = ["hangar", *sys.argv[1:]]
 cli.main()

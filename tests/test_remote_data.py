@@ -13,19 +13,12 @@ import hangarserver
 import numpy as np
 import pytest
 from conftest import Project, user_error
-from hangar_repo import Repo, images, labels
+from hangar_repo import READER, Repo, images, labels
 
 from hangar_pipe.errors import TransferError
 from hangar_pipe.hangar import compat, remote
 
-STAGES = textwrap.dedent("""
-    stages:
-      train:
-        cmd: echo "$HPIPE_DATA_COMMIT" > model.txt
-        deps:
-          - hangar: [imgs, labels]
-        outs: [model.txt]
-""")
+STAGES = textwrap.dedent(READER)  # one stage reading imgs and labels
 
 
 @pytest.fixture
