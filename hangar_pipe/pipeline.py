@@ -113,7 +113,7 @@ class Pipeline:
             if options.pull and not options.dry_run:
                 if self.spec.data.remote is not None:  # the data the stages read, at the commit wanted
                     self.data_pull(commit=options.data_commit, reporter=reporter)
-                if options.remote is not None or self._cache_remotes():
+                if options.remote is not None or self.has_cache_remote():
                     ctx.fetcher = self.remote_fetcher(options.remote, reporter)
             return repro(ctx, self._targets(targets))
 
@@ -135,7 +135,7 @@ class Pipeline:
         self._note_remote_outputs(result)
         return result
 
-    def _cache_remotes(self) -> bool:
+    def has_cache_remote(self) -> bool:
         """Whether a cache remote is named (hpipe.yaml or hpipe.local.yaml)."""
         from hangar_pipe.remote.config import load_remotes
 

@@ -176,9 +176,7 @@ NoData = Annotated[bool, typer.Option("--no-data", help="Only the cache remote, 
 
 def _what(pipeline: "Pipeline", remote: str | None, no_data: bool) -> tuple[bool, bool]:
     """(cache remote?, data remote?) for a plain push or pull: each one that is configured."""
-    from hangar_pipe.remote.config import load_remotes
-
-    cache = remote is not None or bool(load_remotes(pipeline.root)[0])
+    cache = remote is not None or pipeline.has_cache_remote()
     data = not no_data and pipeline.spec.data.remote is not None
     if not cache and not data:
         raise UserError("no remote is configured: `hpipe remote add NAME URL --default` for outputs"
