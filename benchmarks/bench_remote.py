@@ -238,7 +238,7 @@ def default_jobs(tools: list[Tool]) -> str:
         elif t.hpipe:
             from hangar_pipe.remote.transfer import default_jobs as hp_jobs
 
-            parts.append(f"hpipe default -j {hp_jobs(local=True)} (one per core, at most 8, to a folder)")
+            parts.append(f"hpipe default -j {hp_jobs(parallel=False)} (to a folder on a local disk)")
         else:
             py = t.exe.parent / "python"
             n = run([py, "-c", "from dvc_objects.fs.local import LocalFileSystem as L; print(L().jobs)"],

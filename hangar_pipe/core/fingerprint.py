@@ -45,6 +45,21 @@ def hash_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def copy_hashed(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> tuple[int, str]:
+    """Copy a file, hashing its bytes on the way (one read, as `hash_file` would): (size, xxh3-128)."""
+    h, size = xxhash.xxh3_128(), 0
+    with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while n := fin.readinto(buf):
+            h.update(view[:n])
+            done = 0
+            while done < n:  # (a raw write may take part of it)
+                done += fout.write(view[done:n])
+            size += n
+    return size, h.hexdigest()
+
+
 def _cached_hash(path: str, st: os.stat_result, cache: StatCache | None) -> str:
     if cache is not None and (digest := cache.get(path, st)) is not None:
         return digest

@@ -9,6 +9,7 @@ cache. The store works on output records with a `hash` (and `nfiles` for folders
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -29,10 +30,20 @@ Record = dict[str, Any]
 class ObjectStore:
     def __init__(self, folder: Path, reporter: Reporter | None = None) -> None:
         self.folder = folder / "objects"
+        self._prefix = f"{self.folder}{os.sep}"
         self.reporter = reporter or SilentReporter()
+        self._intact: set[str] = set()  # objects this process has checked (or written after a check)
+
+    def mark_intact(self, name: str) -> None:
+        """`name` was checked against its hash here (a pull): a restore need not hash it again."""
+        self._intact.add(name)
 
     def path(self, digest: str) -> Path:
         return self.folder / digest[:2] / digest[2:]
+
+    def location(self, digest: str) -> str:
+        """`path` as a string, for loops over many objects (no Path built)."""
+        return f"{self._prefix}{digest[:2]}{os.sep}{digest[2:]}"
 
     def _add(self, src: Path, digest: str) -> None:
         import tempfile  # not needed on the no-op path
@@ -69,10 +80,11 @@ class ObjectStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(target, data, mode=0o444)
 
-    def read_manifest(self, path: Path) -> list[tuple[str, str]] | None:
+    def read_manifest(self, path: Path | str) -> list[tuple[str, str]] | None:
         """A folder manifest's (relative path, file hash) pairs; None if missing or not a manifest."""
         try:
-            data = json.loads(path.read_bytes())
+            with open(path, "rb") as fh:
+                data = json.loads(fh.read())
         except (FileNotFoundError, ValueError, RecursionError):  # missing, not UTF-8 or not JSON
             return None
         if not isinstance(data, list) or not all(
@@ -80,17 +92,17 @@ class ObjectStore:
             return None
         return [(rel, digest) for rel, digest in data]
 
-    def _discard(self, path: Path, digest: str) -> None:
+    def _discard(self, path: Path | str, digest: str) -> None:
         self.reporter.warning(f"cache object {digest} is corrupted; removed, the stage runs")
-        _remove(path)
+        _remove(Path(path))
 
-    def _verified(self, digest: str, expected: str | None = None) -> Path | None:
+    def _verified(self, digest: str, expected: str | None = None) -> str | None:
         """The object's path if it exists and is intact; a corrupted one is removed (and warned about).
 
         A file object must hash to its name; a folder manifest must rebuild its folder's hash. A
         symbolic link in an object's place is corrupt too: the link itself is removed, never followed.
         """
-        path = self.path(digest)
+        path = self.location(digest)
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
@@ -99,8 +111,10 @@ class ObjectStore:
             what = "a symbolic link" if stat.S_ISLNK(mode) else "not a file"
             self.reporter.warning(f"cache object {digest} is {what}; removed (never followed),"
                                   " the stage runs")
-            _remove(path)
+            _remove(Path(path))
             return None
+        if digest in self._intact:
+            return path
         if expected is None:
             intact = hash_file(path) == digest
         else:
@@ -109,22 +123,28 @@ class ObjectStore:
         if not intact:
             self._discard(path, digest)
             return None
+        self._intact.add(digest)
         return path
 
     def referenced(self, recs: list[Record]) -> set[Path]:
         """The object files that the output records need (a folder: its manifest and files)."""
-        paths: set[Path] = set()
+        return {self.path(name) for name in self.names(recs)}
+
+    def names(self, recs: list[Record]) -> set[str]:
+        """The object names (`<hash>`, `<hash>.dir`) that the output records need: a folder's
+        manifest and files, when its manifest is here and readable."""
+        names: set[str] = set()
         for rec in recs:
             if "hash" not in rec:  # not an output this store keeps
                 continue
             if "nfiles" not in rec:
-                paths.add(self.path(rec["hash"]))
+                names.add(rec["hash"])
                 continue
             manifest_path = self.path(rec["hash"] + ".dir")
             if _is_object(manifest_path) and (manifest := self.read_manifest(manifest_path)) is not None:
-                paths.add(manifest_path)  # (a damaged manifest is not kept)
-                paths.update(self.path(d) for _, d in manifest)
-        return paths
+                names.add(rec["hash"] + ".dir")  # (a damaged manifest is not kept)
+                names.update(d for _, d in manifest)
+        return names
 
     def collect(self, keep: set[Path], dry_run: bool) -> tuple[int, int]:
         """Remove every object not in keep, and every symbolic link (the link itself, never what it
@@ -180,9 +200,13 @@ class ObjectStore:
 
         def build(tmp: Path) -> None:
             tmp.mkdir()
+            made = {"."}
             for rel, src in sources:
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                _copy_writable(src, tmp / rel)
+                folder = os.path.dirname(rel) or "."
+                if folder not in made:
+                    os.makedirs(f"{tmp}/{folder}", exist_ok=True)
+                    made.add(folder)
+                _copy_writable(src, f"{tmp}/{rel}")
 
         _place(workspace, build)
         return True
@@ -195,8 +219,8 @@ class Progress:
         self.reporter, self.stage, self.what, self.total = reporter, stage, what, total
         self.done, self.last, self.reported = 0, time.monotonic(), False
 
-    def advance(self) -> None:
-        self.done += 1
+    def advance(self, n: int = 1) -> None:
+        self.done += n
         now = time.monotonic()
         if now - self.last >= 0.5 or (self.reported and self.done == self.total):
             self.reporter.progress(self.stage, self.what, self.done, self.total)
@@ -204,22 +228,46 @@ class Progress:
 
 
 _FICLONE = 0x40049409  # linux/fs.h: share the source's extents (copy-on-write)
+_NO_REFLINK: set[tuple[int, int]] = set()  # (source, target) devices that cannot reflink: not asked again
+_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS,
+                          errno.EBADF, errno.EPERM})
 
 
-def clone_or_copy(src: Path, dst: Path) -> None:
-    """A reflink of src at dst where the filesystem supports it, else a copy."""
+def clone_or_copy(src: Path | str, dst: Path | str) -> int:
+    """A reflink of src at dst where the filesystem supports it, else a copy inside the kernel
+    (copy_file_range); the size. Each file is opened once, and a pair of filesystems that cannot
+    reflink is not asked again. A full disk raises (never a half-written success)."""
     import fcntl
 
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        sin, sout = os.fstat(fin.fileno()), os.fstat(fout.fileno())
+        pair = (sin.st_dev, sout.st_dev)
+        if pair not in _NO_REFLINK:
+            try:
+                fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+                return sin.st_size
+            except OSError as exc:
+                if exc.errno not in _UNSUPPORTED:
+                    raise
+                _NO_REFLINK.add(pair)
+        _copy_open(fin, fout)
+        return sin.st_size
+
+
+def _copy_open(fin: Any, fout: Any) -> None:
+    """Copy an open file to another from their current positions: in the kernel where it can."""
     try:
-        with open(src, "rb") as fin, open(dst, "wb") as fout:
-            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
-        return
-    except OSError:
-        pass
-    shutil.copyfile(src, dst)
+        while os.copy_file_range(fin.fileno(), fout.fileno(), 1 << 30):
+            pass
+    except OSError as exc:  # an old kernel, or filesystems that cannot: copy through Python
+        if exc.errno not in _UNSUPPORTED:
+            raise
+        for f in (fin, fout):  # (what the kernel copied moved the descriptors, not the buffers)
+            f.seek(os.lseek(f.fileno(), 0, os.SEEK_CUR))
+        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
-def _copy_writable(src: Path, dst: Path) -> None:
+def _copy_writable(src: Path | str, dst: Path | str) -> None:
     clone_or_copy(src, dst)
     os.chmod(dst, 0o644)
 

@@ -65,10 +65,11 @@ def push_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str
     objects) that the remote lacks."""
     reporter = reporter or SilentReporter()
     storage = open_remote(pipeline.root, remote)
-    jobs = jobs or default_jobs(storage.local)
+    jobs = jobs or default_jobs(storage.parallel)
     store = ObjectStore(layout.cache_dir(pipeline.root), reporter)
     stats = TransferStats(storage.name)
-    recs = [o.rec for o in locked_outputs(pipeline, targets)]
+    outputs = locked_outputs(pipeline, targets)
+    recs = [o.rec for o in outputs]
     if run_cache:
         runs = RunCache(layout.run_cache_db(pipeline.root), reporter.warning)
         recs += transfer.push_entries(runs, storage, jobs=jobs, reporter=reporter, stats=stats)
@@ -77,8 +78,8 @@ def push_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str
 
         push_history(pipeline.history, storage, jobs=jobs, reporter=reporter, stats=stats)
     labels = {o.rec["hash"] + (".dir" if "nfiles" in o.rec else ""): str(o.rec.get("path", o.stage))
-              for o in locked_outputs(pipeline, targets)}
-    names = {transfer.object_name(store, p) for p in store.referenced(recs)}
+              for o in outputs}
+    names = store.names(recs)
     names |= {r["hash"] + ".dir" for r in recs if "hash" in r and "nfiles" in r}  # (counted absent if missing)
     transfer.push_objects(store, storage, names, jobs=jobs, reporter=reporter, stats=stats, labels=labels)
     return stats
@@ -93,7 +94,7 @@ def pull_cache(pipeline: Pipeline, targets: list[str] | None = None, remote: str
     was corrupted (the rest is pulled and restored)."""
     reporter = reporter or SilentReporter()
     storage = open_remote(pipeline.root, remote)
-    jobs = jobs or default_jobs(storage.local)
+    jobs = jobs or default_jobs(storage.parallel)
     store = ObjectStore(layout.cache_dir(pipeline.root), reporter)
     stats = TransferStats(storage.name)
     outputs = locked_outputs(pipeline, targets)
@@ -132,7 +133,7 @@ def restore_outputs(pipeline: Pipeline, store: ObjectStore, outputs: list[Locked
                                      " (`hpipe repro` brings it up to date)")
                     stats.kept.append(o.out.key)
                 continue
-            if store.can_restore(o.rec) and store.restore(path, o.rec, o.stage, ws.root):
+            if store.restore(path, o.rec, o.stage, ws.root):  # (False when an object is missing)
                 stats.restored.append(o.out.key)
 
 
@@ -177,7 +178,7 @@ def remote_fetcher(pipeline: Pipeline, remote: str | None = None, reporter: Repo
     storage = open_remote(pipeline.root, remote)
     return RemoteFetcher(storage, ObjectStore(layout.cache_dir(pipeline.root), reporter),
                          RunCache(layout.run_cache_db(pipeline.root), reporter.warning), reporter,
-                         jobs or default_jobs(storage.local))
+                         jobs or default_jobs(storage.parallel))
 
 
 def missing_here(pipeline: Pipeline, stages: list[str]) -> list[LockedOutput]:

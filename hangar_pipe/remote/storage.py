@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hangar_pipe.core.fingerprint import copy_hashed
 from hangar_pipe.core.objects import clone_or_copy
 from hangar_pipe.errors import TransferError, UserError
 from hangar_pipe.remote.config import RemoteConfig, check_url
@@ -41,11 +42,20 @@ class Storage:
 
     name: str
     url: str
-    fs: Any  # fsspec.AbstractFileSystem
+    _fs: Any  # fsspec.AbstractFileSystem; None for a folder until needed (fsspec takes 0.1 s to import)
     root: str
     local: bool  # a plain folder: write a temp file, then os.replace
     atomic_put: bool  # an object store: a PUT is all or nothing
+    parallel: bool = True  # transfers wait on a network: many at once (a folder on a local disk: one)
     _made: set[str] = field(default_factory=set)  # folders known to exist
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            from fsspec.implementations.local import LocalFileSystem
+
+            self._fs = LocalFileSystem()
+        return self._fs
 
     # -- paths -------------------------------------------------------------------------------
 
@@ -61,19 +71,20 @@ class Storage:
         """The names (`<hash>` or `<hash>.dir`) of every complete object: one listing."""
         return {prefix + rest for prefix, rest in self._list(OBJECTS, 2)}
 
-    def put_object(self, src: Path, name: str) -> None:
+    def put_object(self, src: Path | str, name: str) -> None:
         if self.local:  # a plain folder: a reflink where the filesystem can, no fsspec per file
-            self._put(lambda path: clone_or_copy(src, Path(path)), self.object_path(name))
+            self._put(lambda path: clone_or_copy(src, path), self.object_path(name))
         else:
             self._put(lambda path: self.fs.put_file(str(src), path), self.object_path(name))
 
-    def get_object(self, name: str, dst: Path) -> None:
-        """Download an object to a local file (the caller checks it and renames it into place)."""
+    def get_object(self, name: str, dst: Path | str) -> tuple[int, str | None]:
+        """Download an object to a local file (the caller checks it and renames it into place): its
+        size, and its xxh3-128 where that was computed on the way (a folder remote), else None."""
         with self.errors():
             if self.local:
-                clone_or_copy(Path(self.object_path(name)), dst)
-            else:
-                self.fs.get_file(self.object_path(name), str(dst))
+                return copy_hashed(self.object_path(name), dst)
+            self.fs.get_file(self.object_path(name), str(dst))
+            return os.path.getsize(dst), None
 
     # -- run-cache entries -------------------------------------------------------------------
 
@@ -86,12 +97,10 @@ class Storage:
         return {f"{key}/{rest}" for _, rest in self._list(f"{RUNCACHE}/{key}", 1) if rest.endswith(".json")}
 
     def put_entry(self, rel: str, data: bytes) -> None:
-        self._put(lambda path: self.fs.pipe_file(path, data), self.entry_path(rel))
+        self._put_bytes(self.entry_path(rel), data)
 
     def get_entry(self, rel: str) -> bytes:
-        with self.errors():
-            data: bytes = self.fs.cat_file(self.entry_path(rel))
-        return data
+        return self._get_bytes(self.entry_path(rel))
 
     # -- run-history records ------------------------------------------------------------------
 
@@ -100,18 +109,19 @@ class Storage:
         return {rest[:-5] for _, rest in self._list(RUNS, 1) if rest.endswith(".json")}
 
     def put_run(self, run_id: str, data: bytes) -> None:
-        self._put(lambda path: self.fs.pipe_file(path, data), f"{self.root}/{RUNS}/{run_id}.json")
+        self._put_bytes(f"{self.root}/{RUNS}/{run_id}.json", data)
 
     def get_run(self, run_id: str) -> bytes:
-        with self.errors():
-            data: bytes = self.fs.cat_file(f"{self.root}/{RUNS}/{run_id}.json")
-        return data
+        return self._get_bytes(f"{self.root}/{RUNS}/{run_id}.json")
 
     # -- internals ---------------------------------------------------------------------------
 
     def _list(self, sub: str, depth: int) -> list[tuple[str, str]]:
         """(first part, rest) of each file `depth` levels below `<root>/<sub>`, temp files left out."""
         top = f"{self.root}/{sub}"
+        if self.local:
+            with self.errors():
+                return _scan(top, depth)
         with self.errors():
             try:
                 found = self.fs.find(top)
@@ -124,6 +134,17 @@ class Storage:
                 pairs.append((parts[0] if depth > 1 else "", parts[-1]))
         return pairs
 
+    def _put_bytes(self, path: str, data: bytes) -> None:
+        self._put((lambda tmp: Path(tmp).write_bytes(data)) if self.local
+                  else (lambda tmp: self.fs.pipe_file(tmp, data)), path)
+
+    def _get_bytes(self, path: str) -> bytes:
+        with self.errors():
+            if self.local:
+                return Path(path).read_bytes()
+            data: bytes = self.fs.cat_file(path)
+        return data
+
     def _put(self, write: Any, path: str) -> None:
         """Write a whole file or nothing: a PUT on an object store, else a temp name and a rename."""
         with self.errors():
@@ -133,7 +154,7 @@ class Storage:
             folder, base = path.rsplit("/", 1)
             tmp = f"{folder}/.tmp-{base[:8]}-{uuid.uuid4().hex}"
             if folder not in self._made:  # (a set: adding from several threads is safe)
-                self.fs.makedirs(folder, exist_ok=True)
+                os.makedirs(folder, exist_ok=True) if self.local else self.fs.makedirs(folder, exist_ok=True)
                 self._made.add(folder)
             try:
                 write(tmp)
@@ -144,7 +165,7 @@ class Storage:
                     self.fs.mv(tmp, path)
             except BaseException:
                 with contextlib.suppress(Exception):
-                    self.fs.rm_file(tmp)
+                    os.unlink(tmp) if self.local else self.fs.rm_file(tmp)
                 raise
 
     @contextlib.contextmanager
@@ -177,6 +198,47 @@ class Storage:
         return TransferError(f"{where}: {_short(exc)}; rerun the command to resume")
 
 
+def _scan(top: str, depth: int) -> list[tuple[str, str]]:
+    """`Storage._list` on a folder, by os.scandir: no stat per file, hidden (temp) names left out."""
+    def entries(folder: str, files: bool) -> list[str]:
+        try:
+            with os.scandir(folder) as it:
+                return [e.name for e in it if not e.name.startswith(".")
+                        and (e.is_file(follow_symlinks=False) if files else e.is_dir(follow_symlinks=False))]
+        except (FileNotFoundError, NotADirectoryError):  # nothing pushed there yet
+            return []
+
+    if depth == 1:
+        return [("", name) for name in entries(top, True)]
+    return [(sub, name) for sub in entries(top, False) for name in entries(f"{top}/{sub}", True)]
+
+
+_NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "afs", "gpfs",
+               "beegfs", "fuse.sshfs", "fuse.s3fs", "fuse.rclone", "fuse.gcsfuse", "fuse.juicefs")
+
+
+def network_folder(folder: Path, mounts: str | None = None) -> bool:
+    """Whether a folder lies on a network filesystem (NFS, SMB, sshfs, ...), by `mounts` (the text
+    of /proc/mounts by default): its transfers then wait on the network, and many at once pay.
+    False where that cannot be read."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return False
+    best, kind = "", ""
+    path = str(folder)
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, parts[2]
+    return kind in _NETWORK_FS
+
+
 def _short(exc: BaseException) -> str:
     """An exception's message on one line, kept short."""
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -198,13 +260,13 @@ def open_storage(cfg: RemoteConfig, root: Path) -> Storage:
 
 
 def _local(cfg: RemoteConfig, root: Path) -> Storage:
-    from fsspec.implementations.local import LocalFileSystem
-
     text = cfg.url[len("file://"):] if cfg.url.lower().startswith("file://") else cfg.url
     folder = (root / os.path.expanduser(text)).resolve()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"remote '{cfg.name}': {folder} is not a folder")
-    return Storage(cfg.name, cfg.url, LocalFileSystem(), folder.as_posix(), local=True, atomic_put=False)
+    near = next((p for p in (folder, *folder.parents) if p.exists()), folder)  # (may not exist yet)
+    return Storage(cfg.name, cfg.url, None, folder.as_posix(), local=True, atomic_put=False,
+                   parallel=network_folder(near))
 
 
 def _s3(cfg: RemoteConfig) -> Any:
