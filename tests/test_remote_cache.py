@@ -198,6 +198,16 @@ def test_killed_push_leaves_no_partial_object_and_resumes(tmp_path: Path) -> Non
     run(b, "pull")
     same_outputs(a, b)
     assert objects.is_dir()
+    # temp files of pushes killed over an hour ago are removed by the next push; fresh ones (a push
+    # running now) stay
+    folder = next(p for p in objects.iterdir() if p.is_dir())
+    old, fresh = folder / ".tmp-0123abcd-old", folder / ".tmp-0123abcd-fresh"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    done = run(a, "push")
+    assert done.out.strip().endswith("; removed 1 temp file an interrupted push left there"), done.out
+    assert not old.exists() and fresh.exists()
 
 
 def test_concurrent_pushes_leave_a_consistent_remote(tmp_path: Path) -> None:

@@ -156,6 +156,8 @@ def transfer_line(stats: "TransferStats", pushing: bool) -> str:
         text += f"; {len(stats.absent):,} missing from {'the local cache' if pushing else where}"
     if stats.restored:
         text += f"; restored {', '.join(stats.restored)}"
+    if stats.cleaned:
+        text += f"; removed {_n(stats.cleaned, 'temp file')} an interrupted push left there"
     return text
 
 

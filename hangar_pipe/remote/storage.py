@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Storage:
     atomic_put: bool  # an object store: a PUT is all or nothing
     parallel: bool = True  # transfers wait on a network: many at once (a folder on a local disk: one)
     _made: set[str] = field(default_factory=set)  # folders known to exist
+    _stale: list[str] = field(default_factory=list)  # a folder's temp files left by killed pushes, seen listing
 
     @property
     def fs(self) -> Any:
@@ -121,7 +123,7 @@ class Storage:
         top = f"{self.root}/{sub}"
         if self.local:
             with self.errors():
-                return _scan(top, depth)
+                return _scan(top, depth, self._stale)
         with self.errors():
             try:
                 found = self.fs.find(top)
@@ -133,6 +135,17 @@ class Storage:
             if len(parts) == depth and not any(p.startswith(".") or not p for p in parts):
                 pairs.append((parts[0] if depth > 1 else "", parts[-1]))
         return pairs
+
+    def remove_stale(self) -> int:
+        """Remove the temp files killed pushes left in a folder remote (seen by the listings so
+        far); how many."""
+        removed = 0
+        for path in self._stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                removed += 1
+        self._stale.clear()
+        return removed
 
     def _put_bytes(self, path: str, data: bytes) -> None:
         self._put((lambda tmp: Path(tmp).write_bytes(data)) if self.local
@@ -198,13 +211,25 @@ class Storage:
         return TransferError(f"{where}: {_short(exc)}; rerun the command to resume")
 
 
-def _scan(top: str, depth: int) -> list[tuple[str, str]]:
-    """`Storage._list` on a folder, by os.scandir: no stat per file, hidden (temp) names left out."""
+STALE_AFTER = 3600.0  # seconds: a temp file this old on a folder remote was left by a killed push
+
+
+def _scan(top: str, depth: int, stale: list[str]) -> list[tuple[str, str]]:
+    """`Storage._list` on a folder, by os.scandir: no stat per file, hidden (temp) names left out;
+    temp files older than STALE_AFTER are added to `stale` (a push in progress writes fresh ones)."""
+    old = time.time() - STALE_AFTER
+
     def entries(folder: str, files: bool) -> list[str]:
         try:
             with os.scandir(folder) as it:
-                return [e.name for e in it if not e.name.startswith(".")
-                        and (e.is_file(follow_symlinks=False) if files else e.is_dir(follow_symlinks=False))]
+                found = []
+                for e in it:
+                    if e.name.startswith(".tmp-") and files and e.stat(follow_symlinks=False).st_mtime < old:
+                        stale.append(e.path)
+                    elif not e.name.startswith(".") and (
+                            e.is_file(follow_symlinks=False) if files else e.is_dir(follow_symlinks=False)):
+                        found.append(e.name)
+                return found
         except (FileNotFoundError, NotADirectoryError):  # nothing pushed there yet
             return []
 

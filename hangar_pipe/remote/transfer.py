@@ -60,6 +60,7 @@ class TransferStats:
     runs_present: int = 0
     restored: list[str] = field(default_factory=list)  # workspace outputs put back (pull)
     kept: list[str] = field(default_factory=list)  # modified workspace outputs left alone (pull)
+    cleaned: int = 0  # temp files of killed pushes removed from a folder remote (push)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +165,7 @@ def push_objects(store: ObjectStore, storage: Storage, names: Iterable[str], *, 
     progress = Progress(reporter, "", f"pushing to '{storage.name}'", len(todo))
     for part in ([n for n in todo if not n.endswith(".dir")], [n for n in todo if n.endswith(".dir")]):
         _tally(stats, run_all(part, one, jobs, progress), labels or {})
+    stats.cleaned += storage.remove_stale()
 
 
 def fetch_objects(store: ObjectStore, storage: Storage, names: Iterable[str], *, jobs: int,
