@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from hangar_pipe.core import workers
 from hangar_pipe.core.fingerprint import CHUNK, copy_hashed, fingerprint_path, hash_file
 from hangar_pipe.core.objects import ObjectStore, Progress, clone_or_copy
 from hangar_pipe.core.reporter import SilentReporter
+from hangar_pipe.errors import TransferError
 from hangar_pipe.remote.storage import network_folder
 from hangar_pipe.remote.transfer import Moved, default_jobs, run_all
 
@@ -113,4 +115,67 @@ def test_network_folders_are_told_by_their_mount() -> None:
     assert not network_folder(Path("/mnt/teamwork"), MOUNTS)  # (a prefix of the name is not inside)
     assert network_folder(Path("/mnt/my share/x"), MOUNTS)
     assert not network_folder(Path("/home/me/remote"), MOUNTS)
-    assert default_jobs(parallel=False) == 1 and default_jobs(parallel=True) >= 4
+    cores = os.cpu_count() or 1
+    assert default_jobs(parallel=False) == min(8, cores) and default_jobs(parallel=True) == min(32, 4 * cores)
+
+
+def test_forked_workers_do_each_item_once_and_report_progress(tmp_path: Path) -> None:
+    items = [f"{i:04d}" for i in range(1000)]
+    assert workers.worth_forking(len(items), 2) == 2 and workers.worth_forking(100, 2) == 0
+    assert workers.worth_forking(len(items), 1) == 0
+    seen: list[int] = []
+
+    def work(item: str) -> Moved:
+        (tmp_path / item).write_text(str(os.getpid()))
+        return Moved(int(item))
+
+    done = workers.run_forked(items, work, 2, seen.append)
+    assert sorted(done) == [(item, Moved(int(item))) for item in items] and sum(seen) == len(items)
+    pids = {(tmp_path / item).read_text() for item in items}
+    assert len(pids) == 2 and str(os.getpid()) not in pids  # two children did the work
+
+
+def test_a_failing_worker_lets_the_others_finish_then_raises(tmp_path: Path) -> None:
+    items = list(range(600))
+
+    def work(i: int) -> Moved:
+        if i == 301:  # in the second child's share (odd items)
+            raise TransferError("remote 'origin': boom")
+        (tmp_path / str(i)).touch()
+        return Moved(i)
+
+    with pytest.raises(TransferError, match="boom"):
+        workers.run_forked(items, work, 2, lambda n: None)
+    written = {int(p.name) for p in tmp_path.iterdir()}
+    assert set(range(0, 600, 2)) <= written  # the first child finished its share
+    assert 301 not in written and max(i for i in written if i % 2) == 299  # the second stopped there
+
+
+def test_no_fork_next_to_other_threads() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert not workers.can_fork() and workers.worth_forking(10_000, 4) == 0
+    finally:
+        stop.set()
+        thread.join()
+    assert workers.can_fork()
+
+
+def test_a_big_folder_restores_exactly_through_worker_processes(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "cache")
+    folder = tmp_path / "big"
+    for i in range(workers.FORK_MIN + 50):
+        sub = folder / f"part{i % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"{i}.bin").write_bytes(os.urandom(i % 700))
+    fp = fingerprint_path(str(folder))
+    assert fp is not None
+    rec = {"path": "big", **fp.record()}
+    store.save(folder, rec)
+    target = tmp_path / "restored" / "big"
+    assert store.restore(target, rec)
+    assert fingerprint_path(str(target)) == fp
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == sorted(
+        p.relative_to(folder) for p in folder.rglob("*"))

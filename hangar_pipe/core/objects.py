@@ -199,14 +199,24 @@ class ObjectStore:
             return False
 
         def build(tmp: Path) -> None:
+            from hangar_pipe.core import workers  # (not on the no-op path)
+
             tmp.mkdir()
             made = {"."}
-            for rel, src in sources:
+
+            def copy(item: tuple[str, str]) -> None:
+                rel, src = item
                 folder = os.path.dirname(rel) or "."
                 if folder not in made:
                     os.makedirs(f"{tmp}/{folder}", exist_ok=True)
                     made.add(folder)
                 _copy_writable(src, f"{tmp}/{rel}")
+
+            if procs := workers.worth_forking(len(sources), min(8, os.cpu_count() or 1)):
+                workers.run_forked(sources, copy, procs, lambda n: None)
+            else:
+                for item in sources:
+                    copy(item)
 
         _place(workspace, build)
         return True

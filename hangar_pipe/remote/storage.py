@@ -18,13 +18,12 @@ import contextlib
 import errno
 import os
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hangar_pipe.core.fingerprint import copy_hashed
+from hangar_pipe.core.fingerprint import CHUNK, copy_hashed, hash_file
 from hangar_pipe.core.objects import clone_or_copy
 from hangar_pipe.errors import TransferError, UserError
 from hangar_pipe.remote.config import RemoteConfig, check_url
@@ -73,11 +72,14 @@ class Storage:
         """The names (`<hash>` or `<hash>.dir`) of every complete object: one listing."""
         return {prefix + rest for prefix, rest in self._list(OBJECTS, 2)}
 
-    def put_object(self, src: Path | str, name: str) -> None:
-        if self.local:  # a plain folder: a reflink where the filesystem can, no fsspec per file
-            self._put(lambda path: clone_or_copy(src, path), self.object_path(name))
-        else:
-            self._put(lambda path: self.fs.put_file(str(src), path), self.object_path(name))
+    def put_object(self, src: Path | str, name: str, digest: str | None = None) -> bool:
+        """Upload a local object; with `digest`, only if its bytes hash to it (checked on the way to
+        a folder, before the upload elsewhere): False, with nothing written, if they do not."""
+        if self.local:  # a plain folder: no fsspec per file
+            return self._put(lambda path: _copy_checked(src, path, digest), self.object_path(name))
+        if digest is not None and hash_file(src) != digest:
+            return False
+        return self._put(lambda path: self.fs.put_file(str(src), path), self.object_path(name))
 
     def get_object(self, name: str, dst: Path | str) -> tuple[int, str | None]:
         """Download an object to a local file (the caller checks it and renames it into place): its
@@ -158,28 +160,32 @@ class Storage:
             data: bytes = self.fs.cat_file(path)
         return data
 
-    def _put(self, write: Any, path: str) -> None:
-        """Write a whole file or nothing: a PUT on an object store, else a temp name and a rename."""
+    def _put(self, write: Callable[[str], Any], path: str) -> bool:
+        """Write a whole file or nothing: a PUT on an object store, else a temp name and a rename.
+        `write` returning False means the bytes were wrong: nothing is kept, and False returned."""
         with self.errors():
             if self.atomic_put:
-                write(path)
-                return
+                return write(path) is not False
             folder, base = path.rsplit("/", 1)
-            tmp = f"{folder}/.tmp-{base[:8]}-{uuid.uuid4().hex}"
+            tmp = f"{folder}/.tmp-{base[:8]}-{os.urandom(8).hex()}"
             if folder not in self._made:  # (a set: adding from several threads is safe)
                 os.makedirs(folder, exist_ok=True) if self.local else self.fs.makedirs(folder, exist_ok=True)
                 self._made.add(folder)
+            placed = False
             try:
-                write(tmp)
+                if write(tmp) is False:
+                    return False
                 if self.local:
                     os.chmod(tmp, 0o444)
                     os.replace(tmp, path)
                 else:
                     self.fs.mv(tmp, path)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    os.unlink(tmp) if self.local else self.fs.rm_file(tmp)
-                raise
+                placed = True
+                return True
+            finally:
+                if not placed:
+                    with contextlib.suppress(Exception):
+                        os.unlink(tmp) if self.local else self.fs.rm_file(tmp)
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
@@ -212,6 +218,20 @@ class Storage:
 
 
 STALE_AFTER = 3600.0  # seconds: a temp file this old on a folder remote was left by a killed push
+
+
+def _copy_checked(src: Path | str, dst: str, digest: str | None) -> bool:
+    """Copy a local file, checking its bytes against `digest` when given: hashed on the way for a
+    small file, first for a big one (then a reflink can still share its blocks)."""
+    if digest is None:
+        clone_or_copy(src, dst)
+        return True
+    if os.path.getsize(src) < CHUNK:
+        return copy_hashed(src, dst)[1] == digest
+    if hash_file(src) != digest:
+        return False
+    clone_or_copy(src, dst)
+    return True
 
 
 def _scan(top: str, depth: int, stale: list[str]) -> list[tuple[str, str]]:

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import stat
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 
 import xxhash
 
+from hangar_pipe.core import workers
 from hangar_pipe.core.fingerprint import folder_hash, hash_file
 from hangar_pipe.core.objects import ObjectStore, Progress
 from hangar_pipe.core.reporter import Reporter
@@ -39,9 +39,10 @@ _ENTRY = re.compile(r"([0-9a-f]{32})/([0-9a-f]{32})\.json\Z")
 
 def default_jobs(parallel: bool = True) -> int:
     """Parallel transfers: to a network remote 4 per core (they wait on the network more than on
-    the CPU), at most 32; to a folder on a local disk one (measured on 2 cores: threads only
-    contend for the disk and the GIL, 2 threads took 1.3x as long as one)."""
-    return min(32, 4 * (os.cpu_count() or 1)) if parallel else 1
+    the CPU), at most 32; to a folder on a local disk one worker process per core, at most 8
+    (threads would only contend for the GIL: see `workers`)."""
+    cores = os.cpu_count() or 1
+    return min(32, 4 * cores) if parallel else min(8, cores)
 
 
 @dataclass
@@ -76,11 +77,13 @@ class TransferStats:
 
 @dataclass(frozen=True)
 class Moved:
-    """One item's outcome: `size` bytes moved; or absent on the sending side; or corrupted."""
+    """One item's outcome: `size` bytes moved; or absent on the sending side; or corrupted. A `note`
+    is a warning for the reporter (the work may run in a worker process, which reports nothing)."""
 
     size: int = 0
     absent: bool = False
     corrupted: bool = False
+    note: str = ""
 
 
 def intact(store: ObjectStore, path: Path | str, name: str) -> bool:
@@ -91,12 +94,16 @@ def intact(store: ObjectStore, path: Path | str, name: str) -> bool:
     return hash_file(path) == name
 
 
-def run_all(items: list[T], work: Callable[[T], Moved], jobs: int, progress: Progress
-            ) -> list[tuple[T, Moved]]:
-    """`work` on every item, in order with one job, else in a pool of `jobs` threads taking small
-    batches; the first error (after the running batches finish, so each item cleans up after
-    itself) cancels the rest and is raised."""
-    if jobs <= 1 or len(items) <= 1:
+def run_all(items: list[T], work: Callable[[T], Moved], jobs: int, progress: Progress, *,
+            local: bool = False) -> list[tuple[T, Moved]]:
+    """`work` on every item: in order with one job; with more, in a pool of `jobs` threads taking
+    small batches, or for file work on a local disk (`local`) in forked worker processes (where
+    this process may fork and there are enough items to pay for it; else in order). The first
+    error (after the running items finish, so each cleans up after itself) stops the rest and is
+    raised."""
+    if local and (procs := workers.worth_forking(len(items), jobs)):
+        return workers.run_forked(items, work, procs, progress.advance)
+    if jobs <= 1 or len(items) <= 1 or local:
         done = []
         for item in items:
             done.append((item, work(item)))
@@ -120,8 +127,11 @@ def run_all(items: list[T], work: Callable[[T], Moved], jobs: int, progress: Pro
     return out
 
 
-def _tally(stats: TransferStats, done: list[tuple[str, Moved]], labels: dict[str, str]) -> None:
-    for name, moved in done:
+def _tally(stats: TransferStats, done: list[tuple[str, Moved]], labels: dict[str, str],
+           reporter: Reporter) -> None:
+    for name, moved in sorted(done):
+        if moved.note:
+            reporter.warning(moved.note)
         label = f"{name} ({labels[name]})" if name in labels else name
         if moved.absent:
             stats.absent.append(label)
@@ -150,21 +160,22 @@ def push_objects(store: ObjectStore, storage: Storage, names: Iterable[str], *, 
             return Moved(absent=True)
         if not stat.S_ISREG(st.st_mode):  # (a link in an object's place is never followed)
             return Moved(absent=True)
-        if not intact(store, src, name):
-            reporter.warning(f"cache object {name} is corrupted here; not pushed")
-            return Moved(absent=True)
-        try:
-            storage.put_object(src, name)
+        manifest = name.endswith(".dir")
+        try:  # a file object is checked on its way (a manifest first: it rebuilds its folder's hash)
+            sent = (not manifest or intact(store, src, name)) and storage.put_object(
+                src, name, None if manifest else name)
         except OSError as exc:  # the remote's disk (a folder remote) is full
             raise TransferError(f"remote '{storage.name}' ({storage.url}) is full: {exc.strerror};"
                                 " nothing half-written was kept there") from None
+        if not sent:
+            return Moved(absent=True, note=f"cache object {name} is corrupted here; not pushed")
         return Moved(st.st_size)
 
     # a folder's manifest goes last, once its files are there: a push stopped half-way never leaves
     # a manifest that makes the folder look complete on the remote
     progress = Progress(reporter, "", f"pushing to '{storage.name}'", len(todo))
     for part in ([n for n in todo if not n.endswith(".dir")], [n for n in todo if n.endswith(".dir")]):
-        _tally(stats, run_all(part, one, jobs, progress), labels or {})
+        _tally(stats, run_all(part, one, jobs, progress, local=storage.local), labels or {}, reporter)
     stats.cleaned += storage.remove_stale()
 
 
@@ -181,18 +192,21 @@ def fetch_objects(store: ObjectStore, storage: Storage, names: Iterable[str], *,
     made: set[str] = set()  # cache folders known to exist
 
     def one(name: str) -> Moved:
-        return _fetch_one(store, storage, name, reporter, made)
+        return _fetch_one(store, storage, name, made)
 
-    _tally(stats, run_all(here, one, jobs, Progress(reporter, "", f"pulling from '{storage.name}'", len(here))),
-           labels)
+    progress = Progress(reporter, "", f"pulling from '{storage.name}'", len(here))
+    done = run_all(here, one, jobs, progress, local=storage.local)
+    for name, moved in done:  # (a worker process's store is not this one)
+        if not (moved.absent or moved.corrupted):
+            store.mark_intact(name)
+    _tally(stats, done, labels, reporter)
 
 
-def _fetch_one(store: ObjectStore, storage: Storage, name: str, reporter: Reporter, made: set[str]) -> Moved:
-    """Download to a temp file beside the object, check it, then rename it into place (the store
-    remembers it was checked: a restore right after does not hash it again)."""
+def _fetch_one(store: ObjectStore, storage: Storage, name: str, made: set[str]) -> Moved:
+    """Download to a temp file beside the object, check it, then rename it into place."""
     target = store.location(name)
     folder = os.path.dirname(target)
-    tmp = os.path.join(folder, f".tmp-pull-{uuid.uuid4().hex}")
+    tmp = os.path.join(folder, f".tmp-pull-{os.urandom(8).hex()}")
     placed = False
     try:
         if folder not in made:
@@ -201,13 +215,11 @@ def _fetch_one(store: ObjectStore, storage: Storage, name: str, reporter: Report
         size, digest = storage.get_object(name, tmp)
         if not (digest == name if digest is not None and valid_name(name) and not name.endswith(".dir")
                 else intact(store, tmp, name)):
-            reporter.warning(f"object {name} in remote '{storage.name}' is corrupted (its content does"
-                             " not match its hash); not used")
-            return Moved(corrupted=True)
+            return Moved(corrupted=True, note=f"object {name} in remote '{storage.name}' is corrupted (its"
+                                              " content does not match its hash); not used")
         os.chmod(tmp, 0o444)
         os.replace(tmp, target)
         placed = True
-        store.mark_intact(name)
         return Moved(size)
     except OSError as exc:
         if exc.errno not in DISK_FULL:
