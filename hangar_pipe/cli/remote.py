@@ -120,8 +120,9 @@ Stages = Annotated[list[str] | None, typer.Argument(help="Stages (or their outpu
 RemoteName = Annotated[str | None, typer.Option("--remote", "-r", help="The remote (default: default_remote).")]
 RunCacheOpt = Annotated[bool, typer.Option("--run-cache", help="Also every run-cache entry and the objects"
                                                                " its outputs need.")]
-Jobs = Annotated[int | None, typer.Option("-j", "--jobs", min=1, help="Parallel transfers (default: a core each to a"
-                                                                      " folder, 4 per core to a network remote).")]
+_JOBS_HELP = ("Parallel transfers: worker processes to a folder on a local disk (default one per core),"
+              " threads to a network remote (default 4 per core).")
+Jobs = Annotated[int | None, typer.Option("-j", "--jobs", min=1, help=_JOBS_HELP)]
 Json = Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")]
 
 
