@@ -210,6 +210,42 @@ def test_killed_push_leaves_no_partial_object_and_resumes(tmp_path: Path) -> Non
     assert not old.exists() and fresh.exists()
 
 
+def _processes_in(folder: Path) -> list[int]:
+    """The pids of processes whose working folder is `folder`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd") == str(folder):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_killing_a_push_with_worker_processes_stops_them_and_a_rerun_resumes(tmp_path: Path) -> None:
+    a = make(Project(tmp_path / "a"), "../remote", n=600, fsize=20_000)
+    proc = subprocess.Popen([*HPIPE, "push", "-j", "2"], cwd=a.root, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and len(remote_objects(tmp_path / "remote")) < 40:
+        time.sleep(0.01)
+    workers = [pid for pid in _processes_in(a.root) if pid != proc.pid]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert workers, "the push had no worker processes"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(pid in _processes_in(a.root) for pid in workers):
+        time.sleep(0.05)
+    assert not [pid for pid in workers if pid in _processes_in(a.root)]  # they stopped, orphaned
+    check_objects(remote_objects(tmp_path / "remote"))  # no partial object looks complete
+    again = run(a, "push")
+    assert "pushed" in again.out and "603 objects" not in again.out.split(";")[0], again.out
+    b = clone(a, tmp_path / "b")
+    assert "restored" in run(b, "pull").out
+    same_outputs(a, b)
+
+
 def test_concurrent_pushes_leave_a_consistent_remote(tmp_path: Path) -> None:
     remote = str(tmp_path / "remote")
     a = make(Project(tmp_path / "a"), remote, n=150)

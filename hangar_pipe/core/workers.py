@@ -10,7 +10,8 @@ threads and stays in-process).
 
 A child that fails sends back its exception and stops; the others finish their shares (each item
 cleans up after itself), then the first error is raised. Ctrl-C reaches the children too (one
-process group); a parent stopped otherwise interrupts them, then waits for them.
+process group); a parent that fails otherwise interrupts them, then waits for them; a parent
+killed outright leaves children that stop after the item they are on.
 """
 
 from __future__ import annotations
@@ -45,16 +46,19 @@ def run_forked(items: list[T], work: Callable[[T], R], procs: int, advance: Call
                ) -> list[tuple[T, R]]:
     """`work` on every item, in `procs` forked children; (item, result) pairs in completion order."""
     children: dict[int, int] = {}  # read end -> pid
+    parent = os.getpid()
     for k in range(procs):
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns
             os.close(read)
-            _child(items[k::procs], k, procs, work, write)
+            _child(items[k::procs], k, procs, work, write, parent)
         os.close(write)
         children[read] = pid
     try:
         return _collect(items, children, advance)
+    except KeyboardInterrupt:  # (Ctrl-C reached the children as well: they stop after their item)
+        raise
     except BaseException:
         for pid in children.values():
             _interrupt(pid)
@@ -65,13 +69,15 @@ def run_forked(items: list[T], work: Callable[[T], R], procs: int, advance: Call
             os.waitpid(pid, 0)
 
 
-def _child(share: list[Any], k: int, procs: int, work: Callable[[Any], Any], fd: int) -> None:
+def _child(share: list[Any], k: int, procs: int, work: Callable[[Any], Any], fd: int, parent: int) -> None:
     code = 0
     try:
         with os.fdopen(fd, "wb") as out:
             batch: list[tuple[int, Any]] = []
             try:
                 for i, item in enumerate(share):
+                    if os.getppid() != parent:  # the parent was killed: stop after the item done
+                        break
                     batch.append((k + i * procs, work(item)))
                     if len(batch) >= BATCH:
                         pickle.dump(("done", batch), out)
