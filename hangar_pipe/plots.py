@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,12 @@ def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh, delimiter=delimiter))
     return (rows[0], rows[1:]) if rows else ([], [])
+
+
+def _value(cell: str) -> float:
+    """A cell's number; an empty one (an epoch without validation, say) is no point: the curve
+    joins the points on either side."""
+    return float(cell) if cell not in ("", "None", "null") else math.nan
 
 
 def _panels(columns: list[str]) -> list[tuple[str, list[str]]]:
@@ -67,7 +74,8 @@ def render(path: Path, out: Path, title: str) -> None:
         for ax, (name, cols) in zip(axes[0], panels):
             for col in cols:
                 i = header.index(col)
-                ax.plot(x, [float(r[i]) for r in rows], marker="o", markersize=3, label=col)
+                points = [(a, v) for a, v in zip(x, (_value(r[i]) for r in rows)) if not math.isnan(v)]
+                ax.plot([a for a, _ in points], [v for _, v in points], marker="o", markersize=3, label=col)
             ax.set_xlabel(header[0])
             ax.set_ylabel(name)
             ax.grid(alpha=0.3)

@@ -6,8 +6,9 @@ registering costs nothing on the no-op path.
 """
 
 from hangar_pipe.core import kinds, spec
-from hangar_pipe.stages import BUILTIN, INPUTS
+from hangar_pipe.stages import BUILTIN, CODE, INPUTS
 
 kinds.register("hangar", "hangar_pipe.hangar.kinds:HangarDep")  # `- hangar: [columns]`
 spec.BUILTIN_STAGES.update(BUILTIN)  # `uses: ingest | train | evaluate`
 spec.BUILTIN_INPUTS.update(INPUTS)  # the files they read, named in `with:`
+spec.BUILTIN_CODE.update(CODE)  # the user's modules they import, named in their params

@@ -19,7 +19,7 @@ from hangar_pipe.core import kinds
 from hangar_pipe.core.files import CodeDep, PathDep, PathOut
 from hangar_pipe.core.kinds import Kind
 from hangar_pipe.core.layout import PARAMS_FILE
-from hangar_pipe.core.params import FORMATS, ParamsDep, Where, params_format
+from hangar_pipe.core.params import FORMATS, ParamsDep, Where, load_params, params_format
 from hangar_pipe.core.yamlfile import KeyPath, YamlDoc, keypath_str, load_yaml
 from hangar_pipe.errors import UserError, did_you_mean
 
@@ -30,6 +30,10 @@ STAGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 BUILTIN_STAGES: dict[str, str] = {}
 #: Built-in stage name -> the files it reads, from its `with:` ({key: [paths]}): tracked as deps.
 BUILTIN_INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, list[str]]]] = {}
+#: Built-in stage name -> the modules of the user's code it imports, named in its params (the
+#: train stage's `model.module`): tracked as code deps. Called with `with:` and a reader of the
+#: stage's params files (path relative to its wdir -> data, None if unreadable), read only then.
+BUILTIN_CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {}
 
 _TOP_KEYS = {"data": dict, "stages": dict}
 _DATA_KEYS = {"repo": str, "ref": str, "remote": str}
@@ -222,6 +226,7 @@ def _parse_stage(doc: YamlDoc, root: Path, data: DataDefaults, name: str, body: 
         stage.deps.append(code)
         _check_with(ctx, stage, code.source, keypath)
         _add_input_files(ctx, stage, keypath)
+        _add_code_modules(ctx, stage, keypath)
     return stage
 
 
@@ -253,6 +258,28 @@ def _add_input_files(ctx: SpecContext, stage: Stage, keypath: KeyPath) -> None:
             if all(d.key != dep.key for d in stage.deps):
                 stage.deps.append(dep)
                 stage.declared[dep] = keypath + ("with", key)
+
+
+def _add_code_modules(ctx: SpecContext, stage: Stage, keypath: KeyPath) -> None:
+    """The user modules a built-in stage imports (named in its params) become code deps; one not
+    found is left to the stage, which says so when it runs."""
+    named = BUILTIN_CODE.get(stage.uses or "")
+    if named is None:
+        return
+    base = ctx.root / stage.wdir
+
+    def read(file: str) -> Any:
+        try:
+            return load_params(base / file, file)
+        except UserError:
+            return None
+
+    for module in named(stage.with_, read):
+        file = find_module_file(module, [str(base), str(ctx.root)])
+        dep = CodeDep(module, file) if file else None
+        if dep is not None and all(d.key != dep.key for d in stage.deps):
+            stage.deps.append(dep)
+            stage.declared[dep] = keypath + ("uses",)
 
 
 def _parse_entry(ctx: SpecContext, entry: Any, keypath: KeyPath, is_out: bool,

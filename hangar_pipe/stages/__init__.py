@@ -29,3 +29,18 @@ def _ingest_inputs(with_: dict[str, Any]) -> dict[str, list[str]]:
 #: the files a built-in stage reads, from its `with:`: {with key: [paths]}; hpipe tracks them as
 #: deps, as it does the stage's code
 INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, list[str]]]] = {"ingest": _ingest_inputs}
+
+
+def _train_code(with_: dict[str, Any], params: Callable[[str], Any]) -> list[str]:
+    """The module of your own model, `model: {module: "pkg.models:Net"}` in the params section."""
+    file, section = with_.get("params_file", "params.yaml"), with_.get("section", "train")
+    data = params(file) if isinstance(file, str) else None
+    body = data.get(section) if isinstance(data, dict) and isinstance(section, str) else None
+    model = body.get("model") if isinstance(body, dict) else None
+    target = model.get("module") if isinstance(model, dict) else None
+    return [target.partition(":")[0]] if isinstance(target, str) and ":" in target else []
+
+
+#: the modules of the user's code a built-in stage imports, named in its params (`with:`, a params
+#: file reader -> module names); hpipe tracks their files as code deps
+CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {"train": _train_code}

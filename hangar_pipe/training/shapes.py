@@ -3,9 +3,11 @@
 The built-in train and evaluate stages read only the columns' schemas (shape and dtype, from
 Hangar's records: cheap) and stop with one line naming the key when the model cannot take the
 samples: an MLP's first layer against the sample size, a CNN's image side and channels against
-the sample shape, labels that are not one integer per sample. What the config leaves out (an
-MLP's first layer `auto`, a CNN's `side` and `in_channels`) is learned from the schema. Labels
-are checked against the class count once they are loaded (the schema does not hold their range).
+the sample shape, labels that are not one integer per sample, a regression model's outputs
+against the size of a target. What the config leaves out (an MLP's first layer `auto`, a CNN's
+`side` and `in_channels`) is learned from the schema. Labels are checked against the class count
+once they are loaded (the schema does not hold their range). Your own model (`module:`) is
+checked the same way, on the output of one zero sample (`training.custom_model`).
 
 No torch or hangar import here: the checks are plain functions of the config and the schemas.
 """
@@ -98,6 +100,11 @@ class Where:
         line = self.doc.line(self.prefix + key) if self.doc else None
         return UserError(f"{self.key(key)} {message}", file=self.file, line=line)
 
+    def at(self, key: KeyPath, message: str) -> UserError:
+        """`file:line: prefix.key: message` as one line (the key, a colon, then the message)."""
+        line = self.doc.line(self.prefix + key) if self.doc else None
+        return UserError(message, file=self.file, line=line, key=self.key(key))
+
     def mismatch(self, key: KeyPath, value: Any, but: str, right: Any | None) -> UserError:
         """`prefix.key is V but <what the data says>; set it to R` (or the checkpoint's advice)."""
         advice = self.fix or (f"set it to {right}" if right is not None else "fix it or reshape the column")
@@ -189,11 +196,35 @@ def _fitting_side(features: int, depth: int) -> int | None:
     return side if depth * side * side == features else None
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """How many values a model gives per sample, and the key of its config that sets the number:
+    a built-in model's last layer or `classes`; () for your own model (its code sets it)."""
+
+    count: int
+    key: KeyPath = ()
+
+    def mismatch(self, where: Where, but: str, right: int) -> UserError:
+        """`prefix.key is N but ...; set it to R`, or for your own model `prefix outputs N ...`."""
+        if self.key:
+            return where.mismatch(self.key, self.count, but, right)
+        advice = where.fix or f"make it output {right}"
+        return where.error((), f"outputs {self.count} values per sample but {but}; {advice}")
+
+
 def model_classes(config: dict[str, Any]) -> tuple[KeyPath, int]:
     """(key, number of classes) of a complete model config: its last layer, or `classes`."""
     if config["kind"] == "mlp":
         return ("layers", len(config["layers"]) - 1), int(config["layers"][-1])
     return ("classes",), int(config["classes"])
+
+
+def model_outputs(model: dict[str, Any] | Outputs) -> Outputs:
+    """The outputs of a complete built-in model config (an Outputs is returned as it is)."""
+    if isinstance(model, Outputs):
+        return model
+    key, count = model_classes(model)
+    return Outputs(count, key)
 
 
 def check_labels(labels: ColumnSpec) -> None:
@@ -212,11 +243,28 @@ def check_same_shape(first: ColumnSpec, other: ColumnSpec) -> None:
         raise UserError(f"{other.holds()}, but {first.holds()}; the model needs them alike")
 
 
-def check_classes(config: dict[str, Any], labels: str, low: int, high: int, where: Where) -> None:
+def check_targets(targets: ColumnSpec) -> None:
+    """Regression targets: numbers of any fixed shape (cast to float32 for the loss)."""
+    if np.dtype(targets.dtype).kind not in "iuf":
+        raise UserError(f"column {targets.name} holds {targets.dtype} values; regression targets"
+                        " must be numbers")
+
+
+def check_target_size(model: dict[str, Any] | Outputs, targets: ColumnSpec, where: Where) -> None:
+    """A regression model must give one output per target value (the product of its shape)."""
+    outputs = model_outputs(model)
+    if outputs.count != targets.features:
+        shape = f"({targets.shape[0]},)" if len(targets.shape) == 1 else str(targets.shape)
+        raise outputs.mismatch(where, f"column {targets.name} holds targets of shape {shape}"
+                                      f" = {targets.features} values", targets.features)
+
+
+def check_classes(model: dict[str, Any] | Outputs, labels: str, low: int, high: int,
+                  where: Where) -> None:
     """The labels, low..high as loaded, must be classes the model has: 0 .. classes - 1."""
-    key, classes = model_classes(config)
+    outputs = model_outputs(model)
     if low < 0:
         raise UserError(f"column {labels} holds the label {low}; classes are numbered from 0")
-    if high >= classes:
-        raise where.mismatch(key, classes, f"column {labels} holds labels up to {high}"
-                             f" ({high + 1} classes)", high + 1)
+    if high >= outputs.count:
+        raise outputs.mismatch(where, f"column {labels} holds labels up to {high}"
+                                      f" ({high + 1} classes)", high + 1)
