@@ -1,7 +1,7 @@
 """Distributed data parallel on the CPU (gloo), through torchrun: the settings checked, a toy
 script on hangar_pipe.training.distributed trained by 2 processes twice (same bytes, close to one
 process), two "nodes" on localhost meeting at a c10d rendezvous, a failing rank failing the
-launch with its message, and the next launch resuming."""
+launch with its message; and the built-in train stage with `distributed:`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import conftest
 import ddp_toy
+import numpy as np
 import pytest
 import torch
-from conftest import ENV
+import yaml
+from conftest import ENV, Project
 
 from hangar_pipe.core.yamlfile import load_yaml
 from hangar_pipe.errors import UserError
@@ -139,3 +142,62 @@ def test_a_failing_rank_fails_the_launch_and_the_next_launch_resumes(tmp_path: P
     code, output = finished(toy(tmp_path / "failed", dropout=0.3, resume="resume"))
     assert code == 0 and output.count("resuming training from epoch 3/4") == 1, output
     assert (tmp_path / "failed/model.pt").read_bytes() == (tmp_path / "straight/model.pt").read_bytes()
+
+
+PIPELINE = """
+    data: {repo: .}
+    stages:
+      ingest:
+        uses: ingest
+        with: {source: raw.npz, splits: {training: 0.6, validation: 0.2, test: 0.2}, seed: 0}
+        deps: [raw.npz]
+        outs:
+          - hangar: [mnist_training_images, mnist_training_labels, mnist_validation_images,
+                     mnist_validation_labels, mnist_test_images, mnist_test_labels]
+      train:
+        uses: train
+        deps:
+          - hangar: [mnist_training_images, mnist_training_labels, mnist_validation_images,
+                     mnist_validation_labels]
+        params: [train]
+        outs: [models/model.pt]
+        metrics: [metrics/train.json]
+"""
+PARAMS = """
+    train:
+      model: {kind: mlp, layers: [64, 32, 10]}
+      optimizer: sgd
+      lr: 0.05
+      epochs: 2
+      batch_size: 16
+      seed: 0
+      device: cpu
+"""
+
+
+def test_the_train_stage_in_two_processes(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(conftest.ENV, "OMP_NUM_THREADS", "1")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 200)
+    x = np.clip(rng.integers(0, 200, size=(10, 64))[y] + rng.integers(0, 40, size=(200, 64)), 0, 255)
+    np.savez(project.root / "raw.npz", x=x.astype(np.uint8).reshape(200, 8, 8), y=y)
+    project.pipeline(PIPELINE)
+    project.write("params.yaml", PARAMS + "      distributed: {nproc_per_node: 0}\n")
+    done = project.hpipe("repro", check=1)
+    assert "✗ train: failed" in done.out and "exited with code 2" in done.out and "Traceback" not in done.err
+    assert done.err.strip() == ("hpipe: error: params.yaml:9: train.distributed.nproc_per_node is 0;"
+                                " expected a whole number >= 1")
+    assert "train" not in yaml.safe_load(project.read("pipeline.lock"))["stages"], "nothing recorded"
+    project.write("params.yaml", PARAMS)
+    project.hpipe("repro")
+    one = torch.load(project.root / "models/model.pt", weights_only=False)
+    project.write("params.yaml", PARAMS + "      distributed: {nproc_per_node: 2}\n")
+    done = project.hpipe("repro")
+    assert project.ran(done) == ["train"] and done.out.count("epoch 2/2:") == 1  # rank 0 prints
+    two = torch.load(project.root / "models/model.pt", weights_only=False)
+    assert two["distributed"] == {"rank": 0, "local_rank": 0, "size": 2, "local_size": 2,
+                                  "backend": "gloo", "device": "cpu", "threads": 1}
+    assert two["params"]["distributed"] == {"nproc_per_node": 2} and one["distributed"] is None
+    assert all(torch.allclose(two["state_dict"][k], v, atol=1e-5) for k, v in one["state_dict"].items())
+    left = [p for p in (project.root / ".hpipe/state").rglob("*") if not p.is_dir()]
+    assert left == [], "the recorded run's resume folder (and torchrun's files in it) is deleted"

@@ -11,6 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import conftest
+import numpy as np
+import pytest
 from conftest import Project
 
 STEPS = """
@@ -90,3 +93,72 @@ def test_a_killed_stage_finds_its_state_again_until_it_is_recorded(project: Proj
     assert orphan.exists()
     assert project.hpipe("gc").out.startswith("Removed ")
     assert not orphan.exists() and states(project) == {}
+
+
+TRAIN_PIPELINE = """
+    data: {repo: .}
+    stages:
+      ingest:
+        uses: ingest
+        with: {source: raw.npz, splits: {training: 0.6, validation: 0.2, test: 0.2}, seed: 0}
+        deps: [raw.npz]
+        outs:
+          - hangar: [mnist_training_images, mnist_training_labels, mnist_validation_images,
+                     mnist_validation_labels, mnist_test_images, mnist_test_labels]
+      train:
+        uses: train
+        deps:
+          - hangar: [mnist_training_images, mnist_training_labels, mnist_validation_images,
+                     mnist_validation_labels]
+        params: [train]
+        outs: [models/model.pt]
+        metrics: [metrics/train.json]
+        plots: [metrics/train_history.csv]
+"""
+TRAIN_PARAMS = """
+    train:
+      model: {kind: mlp, layers: [64, 128, 10]}
+      optimizer: adam
+      lr: 0.001
+      epochs: 6
+      batch_size: 2
+      seed: 0
+      device: cpu
+"""
+OUTPUTS = ("models/model.pt", "metrics/train.json", "metrics/train_history.csv")
+
+
+def noisy_digits(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, n)
+    centers = rng.integers(0, 200, size=(10, 64))
+    x = np.clip(centers[y] + rng.integers(0, 120, size=(n, 64)), 0, 255).astype(np.uint8)
+    return x.reshape(n, 8, 8), y
+
+
+def test_train_killed_mid_epoch_resumes_to_the_same_bytes(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(conftest.ENV, "OMP_NUM_THREADS", "1")  # two spinning threads on a busy machine: 100x slower
+    x, y = noisy_digits(1500)
+    np.savez(project.root / "raw.npz", x=x, y=y)
+    project.pipeline(TRAIN_PIPELINE)
+    project.write("params.yaml", TRAIN_PARAMS)
+    project.hpipe("repro")
+    straight = {rel: (project.root / rel).read_bytes() for rel in OUTPUTS}
+    assert not (project.root / ".hpipe/state").exists() or not any((project.root / ".hpipe/state").iterdir())
+
+    proc = project.popen("repro", "-f", "train")
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the second epoch is done and saved: kill the third mid-way
+        if line.startswith("epoch 2/6:"):
+            break
+    time.sleep(0.1)
+    kill_everything(project, proc)
+    assert not (project.root / "models/model.pt").exists()
+    (saved,) = (project.root / ".hpipe/state/train").iterdir()
+
+    done = project.hpipe("repro", "--no-run-cache")
+    resumed_at = [line for line in done.out.splitlines() if line.startswith("resuming train from epoch")]
+    assert len(resumed_at) == 1 and resumed_at[0].split()[-1] in ("3/6", "4/6"), done.out
+    assert "epoch 1/6:" not in done.out and "epoch 6/6:" in done.out
+    assert {rel: (project.root / rel).read_bytes() for rel in OUTPUTS} == straight
+    assert not saved.exists()

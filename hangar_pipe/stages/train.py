@@ -31,6 +31,7 @@ import io
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ from hangar_pipe.core.yamlfile import load_yaml
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.stages.common import progress, write_output
+from hangar_pipe.training import distributed
 from hangar_pipe.training.loader import BatchLoader, ColumnsDataset
+from hangar_pipe.training.resume import Checkpointer
 from hangar_pipe.training.shapes import (
     BUILT_DEFAULTS,
     Where,
@@ -56,7 +59,7 @@ from hangar_pipe.training.shapes import (
 DEFAULTS: dict[str, Any] = {
     "model": {"kind": "mlp", "layers": ["auto", 500, 200, 10]}, "optimizer": "sgd", "lr": 0.01,
     "momentum": 0.0, "weight_decay": 0.0, "epochs": 10, "batch_size": 32, "seed": 0,
-    "device": "auto",
+    "device": "auto", "distributed": None,
 }
 
 
@@ -164,12 +167,16 @@ def check_loaded_labels(model: dict[str, Any], where: Where, *sets: tuple[str, C
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: BatchLoader,
-        val_loader: BatchLoader, epochs: int) -> dict[str, list[float]]:
-    """Train for `epochs`, printing a line per epoch; the per-epoch losses and accuracy."""
+        val_loader: BatchLoader, epochs: int, resume: Checkpointer | None = None) -> dict[str, list[float]]:
+    """Train for `epochs` (after those a killed run saved), printing a line per epoch; the
+    per-epoch losses and accuracy."""
     loss_fn = nn.CrossEntropyLoss()
     log: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+    first = 1
+    if resume is not None:
+        first, log, _ = resume.resume(model, optimizer, None, train_loader, epochs, log)
     with progress(epochs * len(train_loader), "training") as advance:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first, epochs + 1):
             model.train()
             total, started = 0.0, time.perf_counter()
             for x, y in train_loader:
@@ -187,6 +194,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: BatchL
             print(f"epoch {epoch}/{epochs}: train loss {log['train_loss'][-1]:.4f}, "
                   f"val loss {val_loss:.4f}, val accuracy {log['val_accuracy'][-1]:.4f}"
                   f" ({seconds:.2f}s)", flush=True)
+            if resume is not None:
+                resume.save(epoch, model, optimizer, None, train_loader, log)
     return log
 
 
@@ -194,11 +203,17 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
         val_images: str = "mnist_validation_images", val_labels: str = "mnist_validation_labels",
         section: str = "train", params_file: str = "params.yaml",
         checkpoint: str = "models/model.pt", metrics: str = "metrics/train.json",
-        history: str = "metrics/train_history.csv") -> None:
+        history: str = "metrics/train_history.csv") -> int | None:
+    call = dict(locals())  # this call, for the workers of a distributed run
     hp, where = hyperparameters(params_file, section)
     config = checked_model(hp["model"], where, images, labels, val_images, val_labels)
     torch.manual_seed(int(hp["seed"]))
     device = pick_device(str(hp["device"]))
+    world = distributed.start(hp["distributed"], replace(where, prefix=(section, "distributed")),
+                              device.type, f"{__name__}:run", call)
+    if isinstance(world, int):  # launched the workers (torchrun): their exit code
+        return world
+    device = torch.device(world.device) if world else device
     if device.type == "cuda":  # CPU kernels are deterministic already; the flag halves their speed
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -210,12 +225,19 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
     val_loader = BatchLoader(val_set, 1024, device=device)
     model = build_model(config).to(device)
     epochs = int(hp["epochs"])
-    log = fit(model, make_optimizer(model, hp), train_loader, val_loader, epochs)
     provenance = {"repo": str(train_set.repo), "commit": train_set.commit,
                   "columns": {**train_set.fingerprints, **val_set.fingerprints}}
+    resume = Checkpointer.for_stage({"params": hp, "model": config, "columns": provenance["columns"]})
+    log = fit(distributed.wrap(model, world) if world else model, make_optimizer(model, hp),
+              train_loader, val_loader, epochs, resume)
+    if world is not None:
+        distributed.cleanup()
+        if not world.is_writer:  # local rank 0 writes the outputs
+            return None
     buf = io.BytesIO()
     torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                 "model": config, "params": hp, "data": provenance,
+                "distributed": world.record() if world else None,
                 "torch_version": torch.__version__, "stage": os.environ.get("HPIPE_STAGE")}, buf)
     write_output(checkpoint, buf.getvalue())
     final = {k: v[-1] for k, v in log.items()}
@@ -224,3 +246,4 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
     rows = [f"{e},{a!r},{b!r},{c!r}\n" for e, (a, b, c) in
             enumerate(zip(log["train_loss"], log["val_loss"], log["val_accuracy"]), start=1)]
     write_output(history, ("epoch,train_loss,val_loss,val_accuracy\n" + "".join(rows)).encode())
+    return None
