@@ -77,6 +77,7 @@ def run(out: str, nproc: int = 2, nnodes: int = 1, endpoint: str | None = None, 
             "out": out, "nproc": nproc, "nnodes": nnodes, "endpoint": endpoint, "dropout": dropout,
             "resume": resume, "fail_rank": fail_rank, "fail_epoch": fail_epoch})
     world = distributed.init("gloo")
+    assert distributed.world() == world
     try:
         ckpt = Checkpointer(Path(resume), {"dropout": dropout}) if resume else None
         model = train(world.size, world.rank, world, dropout=dropout, resume=ckpt, fail=(fail_rank, fail_epoch))

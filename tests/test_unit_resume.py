@@ -61,6 +61,7 @@ def train(folder: Path, stop_after: int, dropout: float, scheduler: str) -> tupl
         log["loss"].append(loss.item())
         extra["best"] = min(extra["best"] or float("inf"), loss.item())
         ckpt.save(epoch, model, optimizer, sched, loader, log, extra)
+    ckpt.wait()  # on disk (a process's end waits for it too)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.getvalue(), log, extra

@@ -148,6 +148,7 @@ def launch(found: Settings, target: str, kwargs: dict[str, Any]) -> int:
     their agent) and wait; 0, or the exit code of the first rank that failed."""
     import logging
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous import RendezvousError
     from torch.distributed.run import parse_args, run
@@ -165,6 +166,8 @@ def launch(found: Settings, target: str, kwargs: dict[str, Any]) -> int:
         print(f"hpipe: error: rank {rank} of {found.world_size} failed first ({how})"
               + (f": {said}" if said else "; its error is above"), file=sys.stderr, flush=True)
         return code
+    except SignalException as exc:  # hpipe stopping the stage (Ctrl-C): torchrun stopped the workers
+        return 128 + int(exc.sigval)
     except RendezvousError as exc:
         print(f"hpipe: error: rendezvous at {found.rdzv_endpoint} failed: {type(exc).__name__}:"
               f" {exc}".splitlines()[0], file=sys.stderr, flush=True)
@@ -237,17 +240,16 @@ def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
 
 def world() -> World | None:
     """This worker's place, once `init` ran; None outside torch.distributed."""
+    import torch
     import torch.distributed as dist
 
     if not dist.is_available() or not dist.is_initialized():
         return None
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    import torch
-
-    device = f"cuda:{local_rank}" if dist.get_backend() == "nccl" else "cpu"
+    backend = str(dist.get_backend())
     return World(dist.get_rank(), local_rank, dist.get_world_size(),
-                 int(os.environ.get("LOCAL_WORLD_SIZE", "1")), str(dist.get_backend()), device,
-                 torch.get_num_threads())
+                 int(os.environ.get("LOCAL_WORLD_SIZE", "1")), backend,
+                 f"cuda:{local_rank}" if backend == "nccl" else "cpu", torch.get_num_threads())
 
 
 def cleanup() -> None:

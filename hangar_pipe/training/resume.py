@@ -13,10 +13,12 @@ reseeds its shuffle with seed + epoch, so that is its position), the metrics log
 whatever `extra` the caller keeps (early-stopping counters). Continuing from it gives the same
 bytes as a run that was never stopped (on the CPU).
 
-It is written whole or not at all (temp file, fsync, rename) into the stage's resume folder,
-which hpipe keys by the stage's run key and deletes once the stage is recorded (see
-core/stage_state.py). A state saved for other settings (its `meta` fingerprint differs), or one
-that cannot be read, is ignored with a note: the run starts over.
+It is serialized when `save` is called and written on a thread of its own while the next epoch
+runs (the one before is waited for; the process does not end before the last is on disk): whole
+or not at all (temp file, fsync, rename), into the stage's resume folder, which hpipe keys by
+the stage's run key and deletes once the stage is recorded (see core/stage_state.py). A state
+saved for other settings (its `meta` fingerprint differs), or one that cannot be read, is
+ignored with a note: the run starts over.
 
 Under torch.distributed every rank calls `save` and `resume`: the ranks' generator states are
 gathered (each rank gets its own back), the writer (local rank 0) writes the file, and a
@@ -26,10 +28,12 @@ own copy); else all start over.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 import xxhash
+
+from hangar_pipe.core.atomic import atomic_write
+from hangar_pipe.training.distributed import is_writer
 
 FILE = "train-state.pt"
 FORMAT = 1
@@ -117,6 +124,8 @@ class Checkpointer:
     def __init__(self, folder: Path | None, meta: dict[str, Any]) -> None:
         self.folder, self.meta = folder, meta
         self.fingerprint = fingerprint(meta)
+        self._writing: threading.Thread | None = None
+        self._failed: BaseException | None = None
 
     @classmethod
     def for_stage(cls, meta: dict[str, Any]) -> Checkpointer:
@@ -131,6 +140,7 @@ class Checkpointer:
     def load(self) -> Saved | None:
         """The saved state, or None: none, unreadable, of other settings, or (distributed) not
         the same on every rank. All ranks call it."""
+        self.wait()
         saved = self._read()
         found = _gather(None if saved is None else (saved.epoch, saved.state["fingerprint"]))
         if len(set(found)) > 1:
@@ -161,8 +171,6 @@ class Checkpointer:
              scheduler: Any = None, loader: Any = None, log: dict[str, Any] | None = None,
              extra: dict[str, Any] | None = None) -> None:
         """Save the state after `epoch` epochs (all ranks call it; the writer writes)."""
-        from hangar_pipe.training.distributed import is_writer
-
         rngs = _gather(rng_state())
         if self.folder is None or not is_writer():
             return
@@ -171,8 +179,28 @@ class Checkpointer:
                  "scheduler": None if scheduler is None else scheduler.state_dict(),
                  "loader_epoch": None if loader is None else int(loader.epoch),
                  "rng": rngs, "log": log or {}, "extra": extra or {}}
+        buf = io.BytesIO()
+        torch.save(state, buf)  # a copy of the state as it is now; training goes on meanwhile
+        self.wait()
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write(self.folder / FILE, state)
+        self._writing = threading.Thread(target=self._write, args=(self.folder / FILE, buf.getvalue()),
+                                         name="hpipe-resume-save")
+        self._writing.start()
+
+    def _write(self, path: Path, data: bytes) -> None:
+        try:
+            _write(path, data)
+        except BaseException as exc:  # noqa: BLE001 - raised on the training thread by `wait`
+            self._failed = exc
+
+    def wait(self) -> None:
+        """Until the last state saved is on disk (its error, if writing it failed)."""
+        if self._writing is not None:
+            self._writing.join()
+            self._writing = None
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
 
     def restore_into(self, saved: Saved, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: Any = None, loader: Any = None) -> None:
@@ -203,22 +231,11 @@ class Checkpointer:
         return saved.epoch + 1, saved.log, saved.extra
 
 
-def _write(path: Path, state: dict[str, Any]) -> None:
-    """torch.save whole or not at all: a temp file beside it, fsync, rename, fsync the folder."""
-    import tempfile
-
+def _write(path: Path, data: bytes) -> None:
+    """The state file whole or not at all: temp file, fsync, rename; then the folder's entry."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed save
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)
