@@ -177,15 +177,17 @@ PlotsFolder = Annotated[Path, typer.Option("-o", "--out", help="Folder for the P
 
 @app.command()
 def gc(keep_runs: KeepRuns = None, dry_run: DryRun = False) -> None:
-    """Remove cache objects, run-cache entries and cached columns that no kept run, lock entry or workspace needs.
+    """Remove cache objects, run-cache entries, cached columns and resume states that nothing needs.
 
     Example: `hpipe gc --keep-runs 10 --dry-run` says what keeping the last 10 runs would free.
     """
     freed = Pipeline.load().gc(keep_runs, dry_run)
     verb = "Would remove" if dry_run else "Removed"
+    states = (f" and {freed['state_folders']} resume states ({freed['state_bytes'] / 1e6:.1f} MB)"
+              if freed["state_folders"] else "")
     out(f"{verb} {freed['objects']} cache objects ({freed['bytes'] / 1e6:.1f} MB),"
-        f" {freed['column_entries']} cached columns ({freed['column_bytes'] / 1e6:.1f} MB) and"
-        f" {freed['run_cache_entries']} run-cache entries.")
+        f" {freed['column_entries']} cached columns ({freed['column_bytes'] / 1e6:.1f} MB)"
+        f"{',' if states else ' and'} {freed['run_cache_entries']} run-cache entries{states}.")
 
 
 @app.command()

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 
 from hangar_pipe.errors import UserError
@@ -32,8 +33,23 @@ def main(argv: list[str]) -> int:
         if os.environ.get("HPIPE_DEBUG"):
             traceback.print_exc()
         print(f"hpipe: error: {exc}", file=sys.stderr)
+        _tell_torchrun(str(exc))
         return exc.exit_code
+    except Exception as exc:
+        _tell_torchrun(f"{type(exc).__name__}: {exc}")
+        raise
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def _tell_torchrun(message: str) -> None:
+    """A torchrun worker (training/distributed.py) leaves its error, and when it failed to the
+    nanosecond, in the file torchrun names: the agent then reports the rank that failed first,
+    not one that failed a moment later because it lost that rank."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        with open(path, "w") as fh:
+            json.dump({"message": message.splitlines()[0] if message else "", "timestamp": int(time.time()),
+                       "failed_ns": time.time_ns()}, fh)
 
 
 if __name__ == "__main__":

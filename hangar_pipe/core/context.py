@@ -104,6 +104,7 @@ class ReproOptions:
     verify: bool = False  # rerun and compare metrics with the run recorded for the same inputs
     pull: bool = False  # fetch from a remote what a stage needs and this machine lacks
     remote: str | None = None  # with `pull`: the remote's name (default: the default remote)
+    resume: bool = True  # a stage may resume what a killed run left in its HPIPE_STATE_DIR
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 PIPELINE_FILE = "pipeline.yaml"
@@ -51,3 +53,27 @@ def columns_cache(root: Path) -> Path:
     """Hangar columns read in bulk, as .npy files keyed by column fingerprint; bounded, LRU
     (hangar/column_cache.py)."""
     return root / STATE_DIR / "columns"
+
+
+def stage_states(root: Path) -> Path:
+    """One folder per stage that keeps resumable state (core/stage_state.py)."""
+    return root / STATE_DIR / "state"
+
+
+def stage_state(root: Path, stage: str, run_key: str) -> Path:
+    """Where a stage's run with this run key keeps what lets a killed run go on
+    (`HPIPE_STATE_DIR`)."""
+    return stage_states(root) / path_safe(stage) / run_key
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def path_safe(name: str) -> str:
+    """A stage name as one folder name: kept when it is made of letters, digits, `_`, `.`, `-` (and
+    does not start with a dot), else those characters with `_` for the others and a hash of the
+    name after them, so that two names never share a folder."""
+    safe = _UNSAFE.sub("_", name)[:80]
+    if safe == name and not name.startswith(".") and name:
+        return name
+    return f"{safe.lstrip('.')}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"

@@ -20,6 +20,7 @@ from hangar_pipe.core.kinds import Record, record_key, recorded_metrics
 from hangar_pipe.core.runcache import run_key
 from hangar_pipe.core.runner import Job, Processes, StageError, Verify
 from hangar_pipe.core.spec import Stage
+from hangar_pipe.core.stage_state import drop, prepare
 
 CALL_MODULE = "hangar_pipe.core.call"  # runs a `uses:` callable in its own process
 
@@ -96,6 +97,7 @@ class StageOps:
                 # the inputs as they are now (this commit), with the outputs of that earlier run
                 self.ctx.lock.record(name, lock_entry(stage, measured, dict(recs)))
                 self._keep_out_of_git(stage)
+                drop(ws.root, name, run_key(stage, measured))  # a killed run's state: not needed now
                 return run_id
         return None
 
@@ -128,8 +130,9 @@ class StageOps:
             out.clean(ctx.workspace)
         cwd = str(ctx.root / stage.wdir)
         writes = next((o.writes for o in stage.outs if o.writes is not None), None)
+        state = prepare(ctx.root, name, run_key(stage, self.measured[name]), fresh=not ctx.options.resume)
         env = {**os.environ, **ctx.data.environment(writes), "HPIPE_STAGE": name,
-               "HPIPE_ROOT": str(ctx.root)}
+               "HPIPE_ROOT": str(ctx.root), "HPIPE_STATE_DIR": str(state)}
         if stage.cmd is None:
             paths = [cwd, str(ctx.root), *filter(None, [env.get("PYTHONPATH")])]
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
@@ -157,6 +160,7 @@ class StageOps:
         outcome = compare_with_earlier(ctx.run_cache.candidates(key), entry) if ctx.options.verify else None
         if cacheable(stage):
             ctx.run_cache.put(key, ctx.run_id, entry)
+        drop(ctx.root, name, key)  # recorded: a later run starts from scratch
         return outcome
 
     def commit(self, name: str) -> dict[str, Any]:

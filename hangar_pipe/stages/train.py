@@ -47,6 +47,7 @@ from torch import nn
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.stages.common import progress, write_output
+from hangar_pipe.training import distributed
 from hangar_pipe.training.custom_model import custom_config, custom_outputs, is_custom
 from hangar_pipe.training.device import Loader, dataset_bytes, fits_on, loader_on, pick_device
 from hangar_pipe.training.early_stopping import Stopper
@@ -55,6 +56,7 @@ from hangar_pipe.training.loader import ColumnsDataset
 from hangar_pipe.training.models import FlatInput, build_model, make_model
 from hangar_pipe.training.optim import Schedule, make_optimizer, make_schedule
 from hangar_pipe.training.precision import Precision
+from hangar_pipe.training.resume import Checkpointer
 from hangar_pipe.training.shapes import (
     ColumnSpec,
     Outputs,
@@ -140,7 +142,7 @@ def train_epoch(state: TrainState, plan: Plan, epoch: int, loader: Loader,
             state.schedule.after_batch()
         total += value * len(x)
         advance(1, f"epoch {epoch}")
-    return total / len(loader.dataset)
+    return distributed.sum_over_ranks(total) / len(loader.dataset)  # (each rank saw its share)
 
 
 def non_finite(plan: Plan, value: float, epoch: int, batch: int, batches: int, x: torch.Tensor,
@@ -273,31 +275,63 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
         val_images: str = "mnist_validation_images", val_labels: str = "mnist_validation_labels",
         section: str = "train", params_file: str = "params.yaml",
         checkpoint: str = "models/model.pt", metrics: str = "metrics/train.json",
-        history: str = "metrics/train_history.csv") -> None:
+        history: str = "metrics/train_history.csv") -> int | None:
+    call = dict(locals())  # this call, for the workers of a distributed run
     hp, where = hyperparameters(params_file, section)
     model_where = Where(where.file, where.prefix + ("model",), where.doc)
     cols = Columns(images, labels, val_images, val_labels).read_specs()
     config = checked_config(hp.model, model_where, cols)
     torch.manual_seed(hp.seed)
     device, precision = training_device(hp, where)
+    world = distributed.start(hp.distributed, Where(where.file, where.prefix + ("distributed",), where.doc),
+                              device.type, f"{__name__}:run", call)
+    if isinstance(world, int):  # this process launched the workers (torchrun): their exit code
+        return world
+    device = torch.device(world.device) if world else device
     model, outputs = checked_model(hp, config, cols, model_where)
     train_set = ColumnsDataset([images, labels])
     val_set = ColumnsDataset([val_images, val_labels], repo=train_set.repo, commit=train_set.commit)
     if hp.task == CLASSIFICATION:
         check_loaded_labels(outputs, model_where, (labels, train_set), (val_labels, val_set))
     whole = device.type == "cuda" and fits_on(device, dataset_bytes(train_set, val_set))
-    train_loader = loader_on(device, train_set, hp.batch_size, whole=whole, shuffle=True, seed=hp.seed)
+    train_loader = loader_on(device, train_set, hp.batch_size, whole=whole, shuffle=True, seed=hp.seed,
+                             shard=(world.rank, world.size) if world else None)
     val_loader = loader_on(device, val_set, 1024, whole=whole)
-    state = start(hp, model.to(device), len(train_loader))
-    plan = Plan.of(hp, precision, where, (images, labels))
-    fit(state, plan, train_loader, val_loader)
-    summary = {"epochs": state.epoch, "stop_reason": "early_stopping" if state.stopped else "completed",
-               **({"best_epoch": state.stopper.best_epoch} if state.stopper else {}),
-               "device": device.type, "precision": precision.name}
     provenance = {"repo": str(train_set.repo), "commit": train_set.commit,
                   "columns": {**train_set.fingerprints, **val_set.fingerprints}}
+    state = start(hp, model.to(device), len(train_loader))
+    resume = Checkpointer.for_stage({"params": hp.record(), "model": config, "columns": provenance["columns"]})
+    resumed(resume, state, train_loader, hp.epochs)
+    if world is not None:
+        state.model = distributed.wrap(state.model, world)
+    fit(state, Plan.of(hp, precision, where, (images, labels)), train_loader, val_loader,
+        lambda s: resume.save(s.epoch, s.model, s.optimizer, s.schedule and s.schedule.scheduler,
+                              train_loader, s.log, {"stopper": s.stopper and s.stopper.state_dict(),
+                                                    "stopped": s.stopped}))
+    resume.wait()
+    if world is not None:
+        distributed.cleanup()
+        state.model = distributed.unwrap(state.model)
+        if not world.is_writer:  # local rank 0 writes the outputs
+            return None
+    summary = {"epochs": state.epoch, "stop_reason": "early_stopping" if state.stopped else "completed",
+               **({"best_epoch": state.stopper.best_epoch} if state.stopper else {}),
+               "device": device.type, "precision": precision.name,
+               "distributed": world.record() if world else None}
     write_results(state, {**hp.record(), "model": config}, summary, provenance,
                   (checkpoint, metrics, history))
+    return None
+
+
+def resumed(resume: Checkpointer, state: TrainState, loader: Loader, epochs: int) -> None:
+    """Put back what a killed run saved after its last whole epoch (if anything, for these
+    settings): model, optimizer, schedule, early stopping, log, loader position, generators."""
+    first, log, extra = resume.resume(state.model, state.optimizer, state.schedule and state.schedule.scheduler,
+                                      loader, epochs, state.log)
+    state.epoch, state.log = first - 1, log
+    if extra.get("stopper") and state.stopper is not None:
+        state.stopper.load_state_dict(extra["stopper"])
+    state.stopped = extra.get("stopped")
 
 
 def write_results(state: TrainState, settings: dict[str, Any], summary: dict[str, Any],

@@ -50,6 +50,14 @@ class DeviceBatches:
     def __len__(self) -> int:
         return len(self.loader)
 
+    @property
+    def epoch(self) -> int:  # (the loader position a resumed run puts back)
+        return self.loader.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.loader.epoch = value
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         for batch in self.loader:
             yield tuple(t.pin_memory().to(self.device, non_blocking=True) for t in batch)

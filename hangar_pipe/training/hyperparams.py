@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {"kind": "mlp", "layers": ["auto", 500, 200, 10]}, "task": "classification",
     "optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "weight_decay": None, "epochs": 10,
     "batch_size": 32, "seed": 0, "device": "auto", "scheduler": None, "grad_clip": None,
-    "early_stopping": None, "val_every": 1, "amp": False,
+    "early_stopping": None, "val_every": 1, "amp": False, "distributed": None,
 }
 
 Rule = tuple[Callable[[Any], bool], str]  # (accepts a value, what it expects: for the error)
@@ -141,6 +141,7 @@ class Hyperparams:
     early_stopping: EarlyStopping | None
     val_every: int
     amp: bool
+    distributed: Any = None  # checked by training.distributed.settings (with the device)
 
     def record(self) -> dict[str, Any]:
         """Every setting as plain data (the checkpoint's `params`, the metrics' `hyperparameters`)."""
@@ -153,7 +154,7 @@ class Hyperparams:
                 "momentum": self.momentum, "weight_decay": self.weight_decay, "epochs": self.epochs,
                 "batch_size": self.batch_size, "seed": self.seed, "device": self.device,
                 "scheduler": scheduler, "grad_clip": self.grad_clip, "early_stopping": stopping,
-                "val_every": self.val_every, "amp": self.amp}
+                "val_every": self.val_every, "amp": self.amp, "distributed": self.distributed}
 
 
 def read_section(params_file: str, section: str) -> tuple[dict[str, Any], Where]:
@@ -189,7 +190,7 @@ def parse(data: dict[str, Any], where: Where) -> Hyperparams:
         batch_size=values["batch_size"], seed=values["seed"], device=values["device"],
         scheduler=_scheduler(values["scheduler"], values, where), grad_clip=values["grad_clip"],
         early_stopping=_early_stopping(values["early_stopping"], values["task"], where),
-        val_every=values["val_every"], amp=values["amp"])
+        val_every=values["val_every"], amp=values["amp"], distributed=values["distributed"])
 
 
 def check(value: Any, rule: Rule, where: Where, key: KeyPath) -> None:

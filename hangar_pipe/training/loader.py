@@ -224,17 +224,29 @@ class BatchLoader:
 
     The order is the dataset's sorted key order, or a permutation from a generator seeded with
     `seed + epoch`, so every epoch differs and every run repeats.
+
+    `shard=(rank, world_size)`: this rank's part of every batch, for distributed data parallel.
+    Every rank computes the same order and takes its slice of each global batch of `batch_size`
+    samples (`torch.tensor_split`: sizes differ by at most one), so the ranks together see each
+    sample once per epoch and the global batch stays `batch_size`. A last global batch with fewer
+    samples than ranks is left out (with DDP every rank must take every step).
     """
 
     def __init__(self, dataset: ColumnsDataset, batch_size: int = 64, *, shuffle: bool = False,
-                 seed: int = 0, drop_last: bool = False, device: str | torch.device = "cpu") -> None:
+                 seed: int = 0, drop_last: bool = False, device: str | torch.device = "cpu",
+                 shard: tuple[int, int] | None = None) -> None:
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.seed, self.drop_last, self.epoch = seed, drop_last, 0
+        self.rank, self.world_size = shard or (0, 1)
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"shard {shard}: the rank must be in 0..world_size-1")
         self.tensors = tuple(t.to(device) for t in dataset.tensors)
 
     def __len__(self) -> int:
         n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        if self.drop_last or 0 < n % self.batch_size < self.world_size:
+            return n // self.batch_size
+        return -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.dataset)
@@ -244,8 +256,18 @@ class BatchLoader:
             order = torch.randperm(n, generator=generator).to(self.tensors[0].device)
         self.epoch += 1
         for start in range(0, len(self) * self.batch_size, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            if self.world_size > 1:
+                start, stop = _slice_of(start, stop, self.rank, self.world_size)
             if order is None:
-                yield tuple(t[start:start + self.batch_size] for t in self.tensors)
+                yield tuple(t[start:stop] for t in self.tensors)
             else:
-                index = order[start:start + self.batch_size]
+                index = order[start:stop]
                 yield tuple(t[index] for t in self.tensors)
+
+
+def _slice_of(start: int, stop: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rank's part of the positions start..stop, as `torch.tensor_split` would cut them."""
+    size, extra = divmod(stop - start, world_size)
+    first = start + rank * size + min(rank, extra)
+    return first, first + size + (1 if rank < extra else 0)
