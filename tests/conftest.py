@@ -16,6 +16,10 @@ import pytest
 _SCRIPT = Path(sys.executable).with_name("hpipe")
 HPIPE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hangar_pipe.cli"]
 # stage commands say `python`: make it this interpreter (the test venv), as an activated venv would
+# Two xdist workers share the machine's cores: each training stage a test starts gets one torch
+# thread, not one per core (oversubscribed, torch slows down many times over). Thresholds in the
+# tests do not depend on it; determinism tests compare runs made under the same setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1",
        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 os.environ["PATH"] = ENV["PATH"]  # also for pipelines run in-process through the Python API
