@@ -6,6 +6,7 @@ reads badly, so nothing else lives here).
 
 from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.training.loader import (
+    DEFAULT_BUDGET,
     BatchLoader,
     ColumnsDataset,
     column_keys,
@@ -14,6 +15,7 @@ from hangar_pipe.training.loader import (
     read_column,
     sort_keys,
 )
+from hangar_pipe.training.order import ChunkShuffle, FullShuffle, Sequential
 
-__all__ = ["BatchLoader", "ColumnsDataset", "column_keys", "default_cache_dir", "key_value", "pinned_commit",
-           "read_column", "sort_keys"]
+__all__ = ["DEFAULT_BUDGET", "BatchLoader", "ChunkShuffle", "ColumnsDataset", "FullShuffle", "Sequential",
+           "column_keys", "default_cache_dir", "key_value", "pinned_commit", "read_column", "sort_keys"]

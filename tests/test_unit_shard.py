@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from hangar_pipe.training.loader import BatchLoader
+from hangar_pipe.training.order import ChunkShuffle, FullShuffle, Order, Sequential
 
 
 class Columns:
-    """What BatchLoader reads of a dataset: aligned tensors and a length."""
+    """What BatchLoader reads of an in-memory dataset: aligned tensors, a length, its order."""
+
+    streamed = False
 
     def __init__(self, n: int) -> None:
         self.tensors = (torch.arange(n * 2).reshape(n, 2), torch.arange(n))
@@ -18,12 +21,21 @@ class Columns:
     def __len__(self) -> int:
         return len(self.tensors[1])
 
+    def order(self, shuffle: bool | Order) -> Order:
+        return shuffle if not isinstance(shuffle, bool) else FullShuffle() if shuffle else Sequential()
 
+    def wrap(self, values: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return values
+
+
+@pytest.mark.parametrize("shuffle", [True, ChunkShuffle(7, 3)], ids=["full", "chunks"])
 @pytest.mark.parametrize(("n", "batch", "world"), [(100, 32, 2), (97, 10, 3), (64, 16, 4), (33, 32, 2)])
-def test_ranks_share_each_epoch_without_gaps_or_doubles(n: int, batch: int, world: int) -> None:
+def test_ranks_share_each_epoch_without_gaps_or_doubles(n: int, batch: int, world: int, shuffle: bool | Order
+                                                        ) -> None:
     data = Columns(n)
-    single = BatchLoader(data, batch, shuffle=True, seed=5)  # type: ignore[arg-type]
-    ranks = [BatchLoader(data, batch, shuffle=True, seed=5, shard=(r, world)) for r in range(world)]  # type: ignore[arg-type]
+    single = BatchLoader(data, batch, shuffle=shuffle, seed=5)  # type: ignore[arg-type]
+    ranks = [BatchLoader(data, batch, shuffle=shuffle, seed=5, shard=(r, world))  # type: ignore[arg-type]
+             for r in range(world)]
     for _ in range(2):  # two epochs: each reshuffled the same way on every rank
         whole = [y for _, y in single]
         parts = [[y for _, y in loader] for loader in ranks]

@@ -62,6 +62,7 @@ def test_defaults_are_filled_in_and_recorded() -> None:
     record = settings("train: {scheduler: {kind: step, step_size: 2}, early_stopping: {patience: 1}}\n").record()
     assert record["scheduler"] == {"kind": "step", "step_size": 2, "gamma": 0.1}
     assert record["early_stopping"] == {"metric": "val_loss", "patience": 1, "min_delta": 0.0}
+    assert record["memory_budget"] == 4 * 2**30 and settings("train: {memory_budget: 1.5 GB}\n").memory_budget == 1.5e9
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -98,6 +99,9 @@ def test_defaults_are_filled_in_and_recorded() -> None:
      "params.yaml:3: train.early_stopping.metric: unknown metric 'val_accuracy' for regression"
      " (val_loss | val_mae | val_rmse)"),
     ("train:\n  early_stopping: {patience: 0}\n", "train.early_stopping.patience: expected a positive whole number, got 0"),
+    ("train:\n  memory_budget: lots\n", "params.yaml:2: train.memory_budget: expected a size such as 4GiB or 500MB,"
+     " got 'lots'"),
+    ("train:\n  memory_budget: 0\n", "train.memory_budget: expected a size such as 4GiB or 500MB, got 0"),
 ])
 def test_bad_settings_are_one_line_naming_the_key(text: str, message: str) -> None:
     assert message in error(text)

@@ -276,24 +276,36 @@ class HangarStore:
         out: dict[bytes, bytes] = {}
         for prefix in (f"f:{name}:".encode(), f"n:{name}:".encode()):
             run = self._run(commit, prefix)
-            for rec in run.split(b"$") if run else ():
+            if not run:
+                continue
+            if run.count(b" ") == run.count(b"$") + 1:  # one space a record: split all at once
+                parts = run.replace(b"$", b" ").split(b" ")
+                cut = len(prefix)
+                out.update(zip([k[cut:] for k in parts[0::2]], parts[1::2]))
+                continue
+            for rec in run.split(b"$"):
                 key, digest = rec.split(b" ", 1)
                 out[key[len(prefix):]] = digest
         return out
 
     def data_specs(self, digests: list[bytes]) -> list[list[bytes]]:
         """Where each data digest is stored: `[backend, uid, checksum, ...]` (one read transaction)."""
+        return [raw.split(b":") for raw in self.data_records(digests)]
+
+    def data_records(self, digests: list[bytes]) -> list[bytes]:
+        """Each data digest's record, `backend:uid:checksum:...` (one read transaction)."""
         import lmdb
 
         try:
             with self._env("hash").begin() as txn:
-                raws = [txn.get(b"h:" + digest) for digest in digests]
+                get = txn.get
+                raws = [get(b"h:" + digest) for digest in digests]
         except lmdb.Error as exc:
             raise self.damaged("hash", exc) from None
         if None in raws:
             missing = digests[raws.index(None)].decode()
             raise UserError(f"no stored data for {missing} in {self.path} (a partial clone?)")
-        return [raw.split(b":") for raw in raws]
+        return raws
 
     def column_change(self, old_commit: str, new_commit: str, name: str) -> dict[str, Any]:
         """How a column changed between two commits, as data: `{"from": …, "to": …, "modified": 5}`

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hangar_pipe.core.sizes import parse_size
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.hangar.store import HangarStore, short
@@ -122,7 +123,8 @@ def regression_results(scores: Scores) -> Results:
 
 def run(images: str = "mnist_test_images", labels: str = "mnist_test_labels",
         checkpoint: str = "models/model.pt", metrics: str = "metrics/eval.json",
-        confusion: str = "metrics/confusion.csv", device: str = "cpu") -> None:
+        confusion: str = "metrics/confusion.csv", device: str = "cpu", memory_budget: str | int | None = None
+        ) -> None:
     try:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
     except FileNotFoundError:
@@ -134,9 +136,12 @@ def run(images: str = "mnist_test_images", labels: str = "mnist_test_labels",
     except UserError as exc:
         raise UserError(f"evaluate: {exc.message}") from None
     model.to(on)
-    test_set = ColumnsDataset([images, labels])
+    if memory_budget is not None and not parse_size(memory_budget):
+        raise UserError(f"evaluate: memory_budget {memory_budget!r} is not a size (such as 4GiB or 500MB)")
+    test_set = ColumnsDataset([images, labels], memory_budget=memory_budget)
     if len(test_set) and task == CLASSIFICATION:
-        check_classes(outputs, labels, int(test_set.tensors[1].min()), int(test_set.tensors[1].max()), where)
+        targets = test_set.column(1)
+        check_classes(outputs, labels, int(targets.min()), int(targets.max()), where)
     scores = score(model, BatchLoader(test_set, 1024, device=on), task)
     head, tail, table = (classification_results(scores, test_set) if task == CLASSIFICATION
                     else regression_results(scores))

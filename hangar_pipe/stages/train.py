@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hangar_pipe.core.sizes import format_size
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.stages.common import progress, write_output
@@ -214,6 +215,15 @@ class Columns:
         self.specs = read_specs(repo, commit, names)
         return self
 
+    def budgets(self, budget: int) -> tuple[int, int]:
+        """The memory budget of the training set and of the validation set: all of it to each when
+        both fit together, else shared in proportion to their sizes (each larger one streamed)."""
+        sizes = [self.specs[self.images].nbytes + self.specs[self.labels].nbytes,
+                 self.specs[self.val_images].nbytes + self.specs[self.val_labels].nbytes]
+        if sum(sizes) <= budget:
+            return budget, budget
+        return budget * sizes[0] // sum(sizes), budget * sizes[1] // sum(sizes)
+
 
 def checked_config(config: Any, where: Where, cols: Columns) -> dict[str, Any]:
     """The model config: a built-in one completed from the image column's schema, or your own."""
@@ -253,7 +263,7 @@ def check_loaded_labels(outputs: Outputs, where: Where, *sets: tuple[str, Column
     """Every label a class of the model: the one check that needs the (loaded) labels."""
     for name, dataset in sets:
         if len(dataset):
-            labels = dataset.tensors[1]
+            labels = dataset.column(1)
             check_classes(outputs, name, int(labels.min()), int(labels.max()), where)
 
 
@@ -289,8 +299,14 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
         return world
     device = torch.device(world.device) if world else device
     model, outputs = checked_model(hp, config, cols, model_where)
-    train_set = ColumnsDataset([images, labels])
-    val_set = ColumnsDataset([val_images, val_labels], repo=train_set.repo, commit=train_set.commit)
+    train_budget, val_budget = cols.budgets(hp.memory_budget)
+    train_set = ColumnsDataset([images, labels], memory_budget=train_budget)
+    val_set = ColumnsDataset([val_images, val_labels], repo=train_set.repo, commit=train_set.commit,
+                             memory_budget=val_budget)
+    if train_set.streamed and (world is None or world.is_writer):
+        print(f"train: {images}, {labels}: {format_size(train_set.nbytes)} is over the memory budget"
+              f" ({format_size(train_budget)}): streamed, {train_set.chunking.window_size} samples a window",
+              flush=True)
     if hp.task == CLASSIFICATION:
         check_loaded_labels(outputs, model_where, (labels, train_set), (val_labels, val_set))
     whole = device.type == "cuda" and fits_on(device, dataset_bytes(train_set, val_set))
@@ -317,7 +333,7 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
     summary = {"epochs": state.epoch, "stop_reason": "early_stopping" if state.stopped else "completed",
                **({"best_epoch": state.stopper.best_epoch} if state.stopper else {}),
                "device": device.type, "precision": precision.name,
-               "distributed": world.record() if world else None}
+               "distributed": world.record() if world else None, "loader": train_loader.record()}
     write_results(state, {**hp.record(), "model": config}, summary, provenance,
                   (checkpoint, metrics, history))
     return None

@@ -32,7 +32,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def dataset_bytes(*datasets: ColumnsDataset) -> int:
-    return sum(t.numel() * t.element_size() for d in datasets for t in d.tensors)
+    return sum(d.nbytes for d in datasets)
 
 
 def fits_on(device: torch.device, nbytes: int) -> bool:
@@ -46,6 +46,9 @@ class DeviceBatches:
 
     def __init__(self, loader: BatchLoader, device: torch.device) -> None:
         self.loader, self.device, self.dataset = loader, device, loader.dataset
+
+    def record(self) -> dict[str, Any]:
+        return self.loader.record()
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -69,6 +72,6 @@ Loader = BatchLoader | DeviceBatches
 def loader_on(device: torch.device, dataset: ColumnsDataset, batch_size: int, *, whole: bool,
               **options: Any) -> Loader:
     """Batches of `dataset` on `device`: gathered there (`whole`: the data moved once) or sent."""
-    if device.type != "cuda" or whole:
+    if device.type != "cuda" or (whole and not dataset.streamed):
         return BatchLoader(dataset, batch_size, device=device, **options)
     return DeviceBatches(BatchLoader(dataset, batch_size, **options), device)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hangar_pipe.core.params import load_params, params_format
+from hangar_pipe.core.sizes import parse_size
 from hangar_pipe.core.yamlfile import KeyPath, load_yaml
 from hangar_pipe.errors import UserError, did_you_mean
 from hangar_pipe.training.shapes import Where
@@ -47,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "weight_decay": None, "epochs": 10,
     "batch_size": 32, "seed": 0, "device": "auto", "scheduler": None, "grad_clip": None,
     "early_stopping": None, "val_every": 1, "amp": False, "distributed": None,
+    "memory_budget": "4GiB",
 }
 
 Rule = tuple[Callable[[Any], bool], str]  # (accepts a value, what it expects: for the error)
@@ -67,6 +69,7 @@ COUNT: Rule = (lambda v: _whole(v) and v >= 1, "a positive whole number")
 WHOLE: Rule = (lambda v: _whole(v) and v >= 0, "a whole number >= 0")
 FLAG: Rule = (lambda v: isinstance(v, bool), "true or false")
 NAME: Rule = (lambda v: isinstance(v, str) and bool(v.strip()), "a name")
+SIZE: Rule = (lambda v: bool(parse_size(v)), "a size such as 4GiB or 500MB")
 BETAS: Rule = (lambda v: isinstance(v, list) and len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v),
                "two numbers in [0, 1), such as [0.9, 0.999]")
 
@@ -83,6 +86,7 @@ RULES: dict[str, Rule] = {
     "task": one_of(*TASKS), "lr": POSITIVE, "momentum": NON_NEGATIVE,
     "weight_decay": optional(NON_NEGATIVE), "epochs": COUNT, "batch_size": COUNT, "seed": WHOLE,
     "device": NAME, "grad_clip": optional(POSITIVE), "val_every": COUNT, "amp": FLAG,
+    "memory_budget": SIZE,
 }
 OPTIMIZER_RULES: dict[str, Rule] = {"nesterov": FLAG, "dampening": NON_NEGATIVE, "betas": BETAS,
                                     "eps": POSITIVE, "amsgrad": FLAG}
@@ -142,6 +146,7 @@ class Hyperparams:
     val_every: int
     amp: bool
     distributed: Any = None  # checked by training.distributed.settings (with the device)
+    memory_budget: int = 4 * 2**30  # bytes of column data loaded whole (train and validation sets)
 
     def record(self) -> dict[str, Any]:
         """Every setting as plain data (the checkpoint's `params`, the metrics' `hyperparameters`)."""
@@ -154,7 +159,8 @@ class Hyperparams:
                 "momentum": self.momentum, "weight_decay": self.weight_decay, "epochs": self.epochs,
                 "batch_size": self.batch_size, "seed": self.seed, "device": self.device,
                 "scheduler": scheduler, "grad_clip": self.grad_clip, "early_stopping": stopping,
-                "val_every": self.val_every, "amp": self.amp, "distributed": self.distributed}
+                "val_every": self.val_every, "amp": self.amp, "distributed": self.distributed,
+                "memory_budget": self.memory_budget}
 
 
 def read_section(params_file: str, section: str) -> tuple[dict[str, Any], Where]:
@@ -190,7 +196,8 @@ def parse(data: dict[str, Any], where: Where) -> Hyperparams:
         batch_size=values["batch_size"], seed=values["seed"], device=values["device"],
         scheduler=_scheduler(values["scheduler"], values, where), grad_clip=values["grad_clip"],
         early_stopping=_early_stopping(values["early_stopping"], values["task"], where),
-        val_every=values["val_every"], amp=values["amp"], distributed=values["distributed"])
+        val_every=values["val_every"], amp=values["amp"], distributed=values["distributed"],
+        memory_budget=int(parse_size(values["memory_budget"]) or 0))
 
 
 def check(value: Any, rule: Rule, where: Where, key: KeyPath) -> None:

@@ -1,11 +1,12 @@
-"""Fast Hangar -> PyTorch data: whole columns read in bulk, batches gathered by index.
+"""Fast Hangar -> PyTorch data: columns read in bulk, batches gathered by index.
 
 Hangar's own `make_torch_dataset` reads one sample at a time (an HDF5 call, a blosc
-decompression and a checksum each) and orders samples by `set()`. Here each column is read
-once, by grouped slices of Hangar's backend files (HDF5 00/01, numpy memmap 10), checked
-against Hangar's per-sample xxh64 checksums, and kept in memory or in a local cache keyed by
-the column's fingerprint (bounded: see `hangar_pipe.hangar.column_cache`). Samples are in
-sorted key order; shuffling uses a seeded generator.
+decompression and a checksum each) and orders samples by `set()`. Here the columns are read by
+slices of Hangar's backend files (training.bulk_read), checked against Hangar's per-sample
+xxh64 checksums, and kept in memory or in a local cache keyed by the column's fingerprint
+(bounded: see `hangar_pipe.hangar.column_cache`); columns bigger than the memory budget are
+streamed a window of chunks at a time (training.streaming). Samples are in sorted key order, or
+the `keys` given (training.selection); shuffling uses a seeded generator (training.order).
 
     from hangar_pipe.torch import ColumnsDataset, BatchLoader
     ds = ColumnsDataset(["mnist_training_images", "mnist_training_labels"])  # the pinned commit
@@ -13,8 +14,8 @@ sorted key order; shuffling uses a seeded generator.
         ...
 
 `ColumnsDataset` is also a map-style torch Dataset, usable with DataLoader workers (fork and
-spawn): it pickles as (repo, commit, columns) and reloads in the worker, from the cache when
-there is one.
+spawn): it pickles as (repo, commit, columns, selection) and reloads in the worker, from the
+cache when there is one.
 """
 
 from __future__ import annotations
@@ -26,100 +27,25 @@ from typing import Any
 
 import numpy as np
 import torch
-import xxhash
 
 from hangar_pipe.core.layout import columns_cache
+from hangar_pipe.core.sizes import parse_size
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.column_cache import ColumnCache
 from hangar_pipe.hangar.source import pinned_commit
-from hangar_pipe.hangar.store import ColumnState, HangarStore, short
+from hangar_pipe.hangar.store import ColumnState, HangarStore
+from hangar_pipe.training.bulk_read import key_value, locate, read_column, sort_keys
+from hangar_pipe.training.hyperparams import Hyperparams
+from hangar_pipe.training.order import ChunkShuffle, FullShuffle, Order, Sequential
+from hangar_pipe.training.selection import Selection, item_type, positions_in
 from hangar_pipe.training.shapes import column_spec
+from hangar_pipe.training.streaming import Chunking, Streamer
 
-
-def sort_keys(keys: Iterable[bytes]) -> list[bytes]:
-    """Int keys (`#12`) in numeric order first, then str keys in byte order.
-
-    Int keys have no leading zeros, so numeric order is (length, bytes) order: two stable
-    C-level sorts, no Python key function per sample.
-    """
-    ints = sorted(k for k in keys if k[:1] == b"#")
-    ints.sort(key=len)
-    return ints + sorted(k for k in keys if k[:1] != b"#")
-
-
-def key_value(raw: bytes) -> int | str:
-    """A record key as the user wrote it: `#12` -> 12, `abc` -> 'abc'."""
-    text = raw.decode()
-    return int(text[1:]) if text.startswith("#") else text
+DEFAULT_BUDGET = Hyperparams.memory_budget  # bytes of column data loaded whole; more is streamed
 
 
 def column_keys(store: HangarStore, commit: str, name: str) -> list[bytes]:
     return sort_keys(store.samples(commit, name))
-
-
-def read_column(store: HangarStore, commit: str, name: str, keys: Sequence[bytes] | None = None,
-                *, verify: bool = True) -> np.ndarray:
-    """A fixed-shape ndarray column as one array, rows in `keys` order (default: sorted keys)."""
-    described = column_spec(store, commit, name)
-    digests = store.samples(commit, name)
-    keys = list(keys) if keys is not None else sort_keys(digests)
-    shape, dtype = described.shape, np.dtype(described.dtype)
-    out = np.empty((len(keys), *shape), dtype=dtype)
-    shape_text = " ".join(map(str, shape)).encode()
-    groups: dict[tuple[bytes, bytes, bytes], tuple[list[int], list[int], list[bytes]]] = {}
-    for row, spec in enumerate(store.data_specs([digests[k] for k in keys])):
-        backend = spec[0]
-        if backend == b"10":
-            _, uid, checksum, index, shp = spec
-            dataset = b""
-        elif backend in (b"00", b"01"):
-            _, uid, checksum, dataset, index, shp = spec
-        else:
-            raise UserError(f"column '{name}': backend {backend.decode()} is not supported for"
-                            " bulk reads")
-        if shp != shape_text:
-            raise UserError(f"column '{name}': sample {keys[row].decode()} has another shape than"
-                            " the schema")
-        group = groups.get((backend, uid, dataset))
-        if group is None:
-            group = groups[(backend, uid, dataset)] = ([], [], [])
-        group[0].append(int(index))
-        group[1].append(row)
-        group[2].append(checksum)
-    data_dir = store.dir / "data"
-    for (backend, uid, dataset), (indices, rows, checksums) in groups.items():
-        in_file = np.array(indices, dtype=np.int64)
-        lo, hi = int(in_file.min()), int(in_file.max()) + 1
-        block = _read_block(data_dir / backend.decode(), backend.decode(), uid.decode(),
-                            dataset.decode(), lo, hi, shape)
-        out[rows] = block[in_file - lo]
-        if verify:
-            for row, checksum in zip(rows, checksums):
-                if xxhash.xxh64_hexdigest(out[row]).encode() != checksum:
-                    raise UserError(f"DATA CORRUPTION in column '{name}' sample {keys[row].decode()}:"
-                                    " checksum does not match Hangar's record")
-    return out
-
-
-def _rows(lo: int, hi: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """Rows lo..hi of a dataset whose samples may be padded past `shape`."""
-    return (slice(lo, hi), *(slice(0, d) for d in shape))
-
-
-def _read_block(folder: Path, backend: str, uid: str, dataset: str, lo: int, hi: int,
-                shape: tuple[int, ...]) -> np.ndarray:
-    if backend == "10":
-        memmap = np.load(folder / f"{uid}.npy", mmap_mode="r")
-        return np.asarray(memmap[_rows(lo, hi, shape)])
-    import h5py
-    import hdf5plugin  # noqa: F401  (registers the blosc filter Hangar's HDF5 files use)
-
-    with h5py.File(folder / f"{uid}.hdf5", "r", swmr=True, libver="latest") as fh:
-        ds = fh[f"/{dataset}"]
-        if backend == "00":  # rows of flattened samples
-            size = int(np.prod(shape))
-            return np.asarray(ds[lo:hi, :size]).reshape(hi - lo, *shape)
-        return np.asarray(ds[_rows(lo, hi, shape)])
 
 
 def read_entry(cache: ColumnCache, fingerprint: str, shape: tuple[int, ...], dtype: np.dtype[Any]
@@ -150,13 +76,29 @@ def default_cache_dir() -> Path | None:
 
 
 class ColumnsDataset(torch.utils.data.Dataset):
-    """Columns of one commit as aligned arrays (sorted keys); item i is a tuple of tensors."""
+    """Columns of one commit as aligned samples; item i is a tuple of tensors (or a named tuple).
+
+    Columns that fit in `memory_budget` (default 4 GiB: a fixed default, so that whether data is
+    streamed, and so the shuffle, never depends on the machine) are loaded whole. Bigger ones are
+    streamed (`streamed`): a BatchLoader reads them a window of chunks at a time
+    (training.streaming); `dataset[i]` reads one sample.
+    """
 
     def __init__(self, columns: Sequence[str], *, repo: str | os.PathLike[str] | None = None,
-                 commit: str | None = None, cache_dir: str | os.PathLike[str] | None | bool = True,
-                 verify: bool = True) -> None:
+                 commit: str | None = None, keys: Iterable[int | str] | None = None,
+                 index_range: slice | None = None, field_names: Sequence[str] | None = None,
+                 memory_budget: int | str | None = None,
+                 cache_dir: str | os.PathLike[str] | None | bool = True, verify: bool = True) -> None:
         self.repo, self.commit = pinned_commit(repo, commit)
         self.columns = list(columns)
+        if not self.columns:
+            raise ValueError("ColumnsDataset needs at least one column")
+        self.selection = Selection.of(keys, index_range)
+        self.item = item_type(field_names, self.columns)
+        budget = DEFAULT_BUDGET if memory_budget is None else parse_size(memory_budget)
+        if budget is None:
+            raise ValueError(f"memory_budget: {memory_budget!r} is not a size (such as 4GiB or 500MB)")
+        self.memory_budget = budget
         self.cache_dir = default_cache_dir() if cache_dir is True else (
             Path(cache_dir) if cache_dir else None)
         self.verify = verify
@@ -168,62 +110,117 @@ class ColumnsDataset(torch.utils.data.Dataset):
         try:
             if not store.has_commit(self.commit):
                 raise UserError(f"commit {self.commit} not in {self.repo}")
-            key_sets = {name: column_keys(store, self.commit, name) for name in self.columns}
-            first = key_sets[self.columns[0]]
-            for name, keys in key_sets.items():
-                if keys != first:
-                    raise UserError(f"columns '{self.columns[0]}' and '{name}' have different"
-                                    f" sample keys at {short(self.commit)}")
-            self.keys = [key_value(k) for k in first]
-            states: list[ColumnState] = []
-            for name in self.columns:
-                state = store.column(self.commit, name)
-                assert state is not None
-                states.append(state)
-            self.fingerprints = {name: state.fingerprint for name, state in zip(self.columns, states)}
-            cache = ColumnCache.from_env(self.cache_dir) if self.cache_dir is not None else None
-            self.arrays = [self._cached(store, cache, name, state, first)
-                           for name, state in zip(self.columns, states)]
+            specs = [column_spec(store, self.commit, name) for name in self.columns]
+            samples = {name: store.samples(self.commit, name) for name in self.columns}
+            chosen = self.selection.rows(samples, self.commit)
+            self.keys = [key_value(k) for k in chosen]
+            self.fingerprints = {name: self._state(store, name).fingerprint for name in self.columns}
+            self.shapes = [s.shape for s in specs]  # of one sample, per column
+            self.row_bytes = [int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize for s in specs]
+            self.chunking = Chunking.for_budget(sum(self.row_bytes), self.memory_budget)
+            if self.streamed:
+                self.sources = [locate(store, self.commit, name, chosen, samples[name]) for name in self.columns]
+            else:
+                self.arrays = self._arrays(store, samples, chosen)
         finally:
             store.close()
         self.tensors = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in self.arrays)
 
-    def _cached(self, store: HangarStore, cache: ColumnCache | None, name: str, state: ColumnState,
-                keys: list[bytes]) -> np.ndarray:
-        """The column from the cache when it holds a sound entry, else read (and cached)."""
+    def _state(self, store: HangarStore, name: str) -> ColumnState:
+        state = store.column(self.commit, name)
+        assert state is not None  # column_spec found it
+        return state
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the selected samples, every column."""
+        return len(self.keys) * sum(self.row_bytes)
+
+    @property
+    def streamed(self) -> bool:
+        return self.nbytes > self.memory_budget
+
+    def _arrays(self, store: HangarStore, samples: dict[str, dict[bytes, bytes]], chosen: list[bytes]
+                ) -> list[np.ndarray]:
+        """Each column loaded whole: from the cache when it holds a sound entry, else read."""
+        cache = ColumnCache.from_env(self.cache_dir) if self.cache_dir is not None else None
+        arrays = []
+        for name in self.columns:
+            whole = sort_keys(samples[name])
+            state = self._state(store, name)
+            array = self._cached(cache, state, len(whole))
+            if array is None and self.selection.everything:
+                array = read_column(store, self.commit, name, chosen, verify=self.verify, samples=samples[name])
+                if cache is not None:  # this load's other columns are in use: never evicted for it
+                    cache.add(state.fingerprint, npy_bytes(array), set(self.fingerprints.values()))
+            elif array is None:  # a part of the column: read that part, cache nothing
+                array = read_column(store, self.commit, name, chosen, verify=self.verify, samples=samples[name])
+            elif not self.selection.everything:
+                array = array[positions_in(chosen, whole)]
+            arrays.append(array)
+        return arrays
+
+    def _cached(self, cache: ColumnCache | None, state: ColumnState, rows: int) -> np.ndarray | None:
         schema = state.schema
-        if cache is not None and "shape" in schema and "dtype" in schema:  # else read_column refuses
-            shape = (len(keys), *schema["shape"])
-            cached = read_entry(cache, state.fingerprint, shape, np.dtype(schema["dtype"]))
-            if cached is not None:
-                return cached
-        array = read_column(store, self.commit, name, keys, verify=self.verify)
-        if cache is not None:  # this load's other columns are in use: never evicted for this one
-            cache.add(state.fingerprint, npy_bytes(array), set(self.fingerprints.values()))
-        return array
+        if cache is None:
+            return None
+        return read_entry(cache, state.fingerprint, (rows, *schema["shape"]), np.dtype(schema["dtype"]))
+
+    def streamer(self) -> Streamer:
+        """A reader of this (streamed) dataset's windows, for one BatchLoader."""
+        return Streamer(self.sources, self.chunking.chunk_rows, verify=self.verify)
+
+    def order(self, shuffle: bool | Order) -> Order:
+        """The loader's order: a full shuffle in memory, chunks and windows when streamed."""
+        if not isinstance(shuffle, bool):
+            if self.streamed and not isinstance(shuffle, ChunkShuffle):
+                raise ValueError(f"{type(shuffle).__name__}: a streamed dataset is read in chunks; give"
+                                 " shuffle=True (its ChunkShuffle) or a ChunkShuffle")
+            return shuffle
+        if self.streamed:
+            return self.chunking.order(shuffle)
+        return FullShuffle() if shuffle else Sequential()
+
+    def column(self, index: int) -> np.ndarray:
+        """One whole column (labels, to check them), read in full when streamed."""
+        if not self.streamed:
+            return self.arrays[index]
+        return self.sources[index].read(np.arange(len(self)), verify=self.verify)
+
+    def wrap(self, values: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """An item or batch as the caller asked for it: a tuple, or the field_names' named tuple."""
+        return values if self.item is None else self.item._make(values)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        return tuple(t[index] for t in self.tensors)
+        if self.streamed:
+            row = np.array([range(len(self))[index]])
+            return self.wrap(tuple(torch.from_numpy(s.read(row, verify=self.verify)[0]) for s in self.sources))
+        return self.wrap(tuple(t[index] for t in self.tensors))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for heavy in ("arrays", "tensors"):
+        for heavy in ("arrays", "tensors", "sources", "item"):
             state.pop(heavy, None)
+        state["field_names"] = None if self.item is None else self.item._fields
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self.item = item_type(state.pop("field_names"), state["columns"])
         self.__dict__.update(state)
+        self.arrays = []
         self._load()
 
 
 class BatchLoader:
-    """Batches gathered by fancy indexing over whole-column tensors: no per-sample Python work.
+    """Batches gathered by fancy indexing: no per-sample Python work.
 
-    The order is the dataset's sorted key order, or a permutation from a generator seeded with
-    `seed + epoch`, so every epoch differs and every run repeats.
+    The order (training.order) is the dataset's sorted key order, or with `shuffle=True` a
+    permutation from a generator seeded with `seed + epoch` (every epoch differs, every run
+    repeats): a full one in memory, chunks and windows for a streamed dataset. An `Order` may be
+    given instead (a `ChunkShuffle` over in-memory data gives the streamed order).
 
     `shard=(rank, world_size)`: this rank's part of every batch, for distributed data parallel.
     Every rank computes the same order and takes its slice of each global batch of `batch_size`
@@ -232,15 +229,17 @@ class BatchLoader:
     samples than ranks is left out (with DDP every rank must take every step).
     """
 
-    def __init__(self, dataset: ColumnsDataset, batch_size: int = 64, *, shuffle: bool = False,
+    def __init__(self, dataset: ColumnsDataset, batch_size: int = 64, *, shuffle: bool | Order = False,
                  seed: int = 0, drop_last: bool = False, device: str | torch.device = "cpu",
                  shard: tuple[int, int] | None = None) -> None:
-        self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
+        self.dataset, self.batch_size, self.order = dataset, batch_size, dataset.order(shuffle)
         self.seed, self.drop_last, self.epoch = seed, drop_last, 0
         self.rank, self.world_size = shard or (0, 1)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"shard {shard}: the rank must be in 0..world_size-1")
-        self.tensors = tuple(t.to(device) for t in dataset.tensors)
+        self.device = torch.device(device)
+        self.stream = dataset.streamer() if dataset.streamed else None
+        self.tensors = () if self.stream else tuple(t.to(device) for t in dataset.tensors)
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -250,20 +249,30 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = len(self.dataset)
-        order = None
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=generator).to(self.tensors[0].device)
+        plan = self.order.plan(n, self.seed, self.epoch)
         self.epoch += 1
+        order = plan.positions
+        if self.stream is not None:
+            self.stream.start(plan)
+        elif order is not None:
+            order = order.to(self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             stop = min(start + self.batch_size, n)
             if self.world_size > 1:
                 start, stop = _slice_of(start, stop, self.rank, self.world_size)
-            if order is None:
-                yield tuple(t[start:stop] for t in self.tensors)
+            if self.stream is not None:
+                batch = tuple(t.to(self.device) for t in self.stream.rows(start, stop))
+            elif order is None:
+                batch = tuple(t[start:stop] for t in self.tensors)
             else:
                 index = order[start:stop]
-                yield tuple(t[index] for t in self.tensors)
+                batch = tuple(t[index] for t in self.tensors)
+            yield self.dataset.wrap(batch)
+
+    def record(self) -> dict[str, Any]:
+        """How the data was read, as plain data (for the metrics and the checkpoint)."""
+        return {"streamed": self.dataset.streamed, "memory_budget": self.dataset.memory_budget,
+                "order": self.order.record()}
 
 
 def _slice_of(start: int, stop: int, rank: int, world_size: int) -> tuple[int, int]:

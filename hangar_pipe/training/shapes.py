@@ -43,10 +43,16 @@ class ColumnSpec:
     name: str
     shape: tuple[int, ...]
     dtype: str
+    samples: int = 0  # at the commit read
 
     @property
     def features(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the whole column."""
+        return self.samples * self.features * np.dtype(self.dtype).itemsize
 
     def holds(self) -> str:
         """`column x holds samples of shape (8, 8) = 64 features`, for messages."""
@@ -60,10 +66,21 @@ def column_spec(store: HangarStore, commit: str, name: str) -> ColumnSpec:
     if state is None:
         raise UserError(f"column '{name}' not in {store.path} at {short(commit)}")
     schema = state.schema
-    if (schema["column_type"], schema["column_layout"], schema["schema_type"]) != (
-            "ndarray", "flat", "fixed_shape"):
-        raise UserError(f"column '{name}': only flat fixed-shape ndarray columns load in bulk")
-    return ColumnSpec(name, tuple(int(d) for d in schema["shape"]), str(schema["dtype"]))
+    kind = (schema["column_type"], schema["column_layout"], schema["schema_type"])
+    if kind != ("ndarray", "flat", "fixed_shape"):
+        raise UserError(f"column '{name}' {_unbatchable(schema)}: the loader batches flat fixed-shape"
+                        " ndarray columns only (pad the samples to one shape when you write them, or read"
+                        " them one at a time with hangar_pipe.data.open_columns)")
+    return ColumnSpec(name, tuple(int(d) for d in schema["shape"]), str(schema["dtype"]), state.samples)
+
+
+def _unbatchable(schema: dict[str, Any]) -> str:
+    """What a column holds, when it is not one fixed shape: for the error."""
+    if schema["column_type"] != "ndarray":
+        return f"holds {schema['column_type']} samples"
+    if schema["column_layout"] != "flat":
+        return f"is a {schema['column_layout']} column (subsamples)"
+    return f"holds samples of variable shape (up to {tuple(schema['shape'])})"
 
 
 def column_specs(store: HangarStore, commit: str, names: list[str]) -> dict[str, ColumnSpec]:

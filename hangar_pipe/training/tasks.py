@@ -91,7 +91,7 @@ def _regress(model: nn.Module, loader: Loader, precision: Precision) -> Scores:
         abs_sum = a if abs_sum is None else abs_sum + a
         sq_sum = s if sq_sum is None else sq_sum + s
     n = len(loader.dataset)
-    width = math.prod(loader.dataset.tensors[1].shape[1:])
+    width = math.prod(loader.dataset.shapes[1])
     abs_sum = abs_sum if abs_sum is not None else torch.zeros(width, dtype=torch.float64)
     sq_sum = sq_sum if sq_sum is not None else torch.zeros(width, dtype=torch.float64)
     loss = float(sq_sum.sum()) / max(1, n * width)
