@@ -9,6 +9,7 @@ from hangar_pipe.training.loader import (
     DEFAULT_BUDGET,
     BatchLoader,
     ColumnsDataset,
+    TensorColumns,
     column_keys,
     default_cache_dir,
     key_value,
@@ -18,4 +19,5 @@ from hangar_pipe.training.loader import (
 from hangar_pipe.training.order import ChunkShuffle, FullShuffle, Sequential
 
 __all__ = ["DEFAULT_BUDGET", "BatchLoader", "ChunkShuffle", "ColumnsDataset", "FullShuffle", "Sequential",
-           "column_keys", "default_cache_dir", "key_value", "pinned_commit", "read_column", "sort_keys"]
+           "TensorColumns", "column_keys", "default_cache_dir", "key_value", "pinned_commit", "read_column",
+           "sort_keys"]

@@ -15,22 +15,16 @@ import pytest
 import torch
 from torch import nn
 
-from hangar_pipe.training.loader import BatchLoader
+from hangar_pipe.training.loader import BatchLoader, TensorColumns
 from hangar_pipe.training.resume import FILE, Checkpointer
 
 EPOCHS = 4
 META = {"params": {"lr": 0.01, "epochs": EPOCHS}, "columns": {"x": "abc"}}
 
 
-class Toy:
-    """What BatchLoader reads of a dataset: aligned tensors and a length."""
-
-    def __init__(self) -> None:
-        g = torch.Generator().manual_seed(1)
-        self.tensors = (torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g))
-
-    def __len__(self) -> int:
-        return 40
+def toy() -> TensorColumns:
+    g = torch.Generator().manual_seed(1)
+    return TensorColumns(torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g))
 
 
 def train(folder: Path, stop_after: int, dropout: float, scheduler: str) -> tuple[bytes, Any, Any]:
@@ -43,7 +37,7 @@ def train(folder: Path, stop_after: int, dropout: float, scheduler: str) -> tupl
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     sched: Any = (torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.7) if scheduler == "step" else
                   torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.05, total_steps=EPOCHS * 5))
-    loader = BatchLoader(Toy(), 8, shuffle=True, seed=3)  # type: ignore[arg-type]
+    loader = BatchLoader(toy(), 8, shuffle=True, seed=3)
     ckpt = Checkpointer(folder, META)
     first, log, extra = ckpt.resume(model, optimizer, sched, loader, EPOCHS, {"loss": []}, {"best": None})
     for epoch in range(first, stop_after + 1):

@@ -6,35 +6,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hangar_pipe.training.loader import BatchLoader
-from hangar_pipe.training.order import ChunkShuffle, FullShuffle, Order, Sequential
+from hangar_pipe.training.loader import BatchLoader, TensorColumns
+from hangar_pipe.training.order import ChunkShuffle, Order
 
 
-class Columns:
-    """What BatchLoader reads of an in-memory dataset: aligned tensors, a length, its order."""
-
-    streamed = False
-
-    def __init__(self, n: int) -> None:
-        self.tensors = (torch.arange(n * 2).reshape(n, 2), torch.arange(n))
-
-    def __len__(self) -> int:
-        return len(self.tensors[1])
-
-    def order(self, shuffle: bool | Order) -> Order:
-        return shuffle if not isinstance(shuffle, bool) else FullShuffle() if shuffle else Sequential()
-
-    def wrap(self, values: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return values
+def columns(n: int) -> TensorColumns:
+    return TensorColumns(torch.arange(n * 2).reshape(n, 2), torch.arange(n))
 
 
 @pytest.mark.parametrize("shuffle", [True, ChunkShuffle(7, 3)], ids=["full", "chunks"])
 @pytest.mark.parametrize(("n", "batch", "world"), [(100, 32, 2), (97, 10, 3), (64, 16, 4), (33, 32, 2)])
 def test_ranks_share_each_epoch_without_gaps_or_doubles(n: int, batch: int, world: int, shuffle: bool | Order
                                                         ) -> None:
-    data = Columns(n)
-    single = BatchLoader(data, batch, shuffle=shuffle, seed=5)  # type: ignore[arg-type]
-    ranks = [BatchLoader(data, batch, shuffle=shuffle, seed=5, shard=(r, world))  # type: ignore[arg-type]
+    data = columns(n)
+    single = BatchLoader(data, batch, shuffle=shuffle, seed=5)
+    ranks = [BatchLoader(data, batch, shuffle=shuffle, seed=5, shard=(r, world))
              for r in range(world)]
     for _ in range(2):  # two epochs: each reshuffled the same way on every rank
         whole = [y for _, y in single]
@@ -51,4 +37,4 @@ def test_ranks_share_each_epoch_without_gaps_or_doubles(n: int, batch: int, worl
 
 def test_a_bad_shard_is_refused() -> None:
     with pytest.raises(ValueError, match="rank"):
-        BatchLoader(Columns(4), 2, shard=(2, 2))  # type: ignore[arg-type]
+        BatchLoader(columns(4), 2, shard=(2, 2))

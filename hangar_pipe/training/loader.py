@@ -179,7 +179,7 @@ class ColumnsDataset(torch.utils.data.Dataset):
             return shuffle
         if self.streamed:
             return self.chunking.order(shuffle)
-        return FullShuffle() if shuffle else Sequential()
+        return in_memory_order(shuffle)
 
     def column(self, index: int) -> np.ndarray:
         """One whole column (labels, to check them), read in full when streamed."""
@@ -214,6 +214,43 @@ class ColumnsDataset(torch.utils.data.Dataset):
         self._load()
 
 
+def in_memory_order(shuffle: bool | Order) -> Order:
+    """The order of data in memory: a full shuffle, sorted order, or the one given."""
+    if not isinstance(shuffle, bool):
+        return shuffle
+    return FullShuffle() if shuffle else Sequential()
+
+
+class TensorColumns:
+    """Aligned tensors (or arrays) in memory, batched by a BatchLoader like a ColumnsDataset:
+    `BatchLoader(TensorColumns(x, y), 64, shuffle=True, seed=0)` for data that is not in Hangar."""
+
+    streamed = False
+    memory_budget = None
+
+    def __init__(self, *tensors: torch.Tensor | np.ndarray, field_names: Sequence[str] | None = None) -> None:
+        self.tensors = tuple(torch.as_tensor(t) for t in tensors)
+        if not self.tensors or len({len(t) for t in self.tensors}) != 1:
+            raise ValueError("TensorColumns needs tensors of the same length (at least one)")
+        self.shapes = [tuple(t.shape[1:]) for t in self.tensors]  # of one sample, per column
+        self.item = item_type(field_names, [f"column {i}" for i in range(len(self.tensors))])
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return self.wrap(tuple(t[index] for t in self.tensors))
+
+    def order(self, shuffle: bool | Order) -> Order:
+        return in_memory_order(shuffle)
+
+    def streamer(self) -> Streamer:
+        raise ValueError("TensorColumns are in memory: nothing to stream")
+
+    def wrap(self, values: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return values if self.item is None else self.item._make(values)
+
+
 class BatchLoader:
     """Batches gathered by fancy indexing: no per-sample Python work.
 
@@ -229,7 +266,8 @@ class BatchLoader:
     samples than ranks is left out (with DDP every rank must take every step).
     """
 
-    def __init__(self, dataset: ColumnsDataset, batch_size: int = 64, *, shuffle: bool | Order = False,
+    def __init__(self, dataset: ColumnsDataset | TensorColumns, batch_size: int = 64, *,
+                 shuffle: bool | Order = False,
                  seed: int = 0, drop_last: bool = False, device: str | torch.device = "cpu",
                  shard: tuple[int, int] | None = None) -> None:
         self.dataset, self.batch_size, self.order = dataset, batch_size, dataset.order(shuffle)
