@@ -198,3 +198,15 @@ def demo_project(name: str) -> Path:
     for file in ("pipeline.yaml", "params.yaml"):
         shutil.copy(REPO / file, folder / file)
     return folder
+
+
+def summary(what: str, measured: str, target: str, met: bool | None) -> None:
+    """One row of run_all.sh's closing table, printed as an HTML comment (invisible in Markdown).
+
+    `measured`: the figure as it compares with the target (a ratio, a share, seconds); `met`:
+    None when the figure has no target (reported for the record)."""
+    import json
+
+    row = {"what": what, "measured": measured, "target": target,
+           "met": "-" if met is None else ("met" if met else "MISSED")}
+    print(f"<!-- summary: {json.dumps(row)} -->")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import WORK, loadavg, machine, make_hangar_repo, ratio, table
+from _common import WORK, loadavg, machine, make_hangar_repo, ratio, summary, table
 
 
 def plain_epoch(x: Any, y: Any, options: bool, rounds: int) -> Callable[[], float]:
@@ -120,6 +120,8 @@ def main() -> None:
                                  "plain loop, onecycle + clip_grad_norm_")):
         rows.append([f"ratio{label}: medians (fastest epochs)", ratio(m[stage], m[plain]),
                      f"{ratio(low[stage], low[plain])}; target <= 1.10x"])
+    summary("train stage loop vs plain loop (medians)", f"{m['train stage loop'] / m['plain loop']:.2f}x",
+            "<= 1.10x", m["train stage loop"] / m["plain loop"] <= 1.10)
     print(f"### {n:,} x 784, batch 32, one thread, {args.rounds} alternating epochs each (s)\n")
     print(table(["loop", "median epoch s", "spread"], rows))
     print(f"\nLoad average at end: {loadavg()}")

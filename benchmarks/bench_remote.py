@@ -63,6 +63,7 @@ from _common import (
     machine,
     ratio,
     run,
+    summary,
     table,
     timed,
     write_project,
@@ -303,10 +304,12 @@ def small_case(args: argparse.Namespace) -> None:
         worst = max(s.get(op, "hpipe").median / s.get(op, "dvc").median for op in ("push", "pull"))  # type: ignore[union-attr]
         print(f"\nTarget hpipe <= 0.3x DVC (push and pull, medians): {'met' if worst <= 0.3 else 'MISSED'}"
               f" (worst ratio {worst:.2f}x)")
+        summary("cache remote: push/pull 10k files vs DVC (worst)", f"{worst:.2f}x", "<= 0.3x", worst <= 0.3)
     noop = s.get("noop", "hpipe")
     if noop:
         verdict = "well under" if noop.median < 0.5 else "NOT well under"
         print(f"Nothing new: hpipe median {noop.median:.3f} s ({verdict} a second)")
+        summary("cache remote: push with nothing new", f"{noop.median:.2f} s", "well under 1 s", noop.median < 0.5)
     print()
 
 

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import ENV, HPIPE, WORK, demo_project, loadavg, machine, ratio, run, table
+from _common import ENV, HPIPE, WORK, demo_project, loadavg, machine, ratio, run, summary, table
 
 SAVES = """
 import statistics, sys, time
@@ -87,6 +87,7 @@ def resume_rows(rounds: int) -> list[list[object]]:
         size = int(out[-1])
     e, e1 = statistics.median(epochs), statistics.median(one)
     s, w = statistics.median(saves), statistics.median(writes)
+    summary("resume: state save / one-thread demo epoch", f"{100 * s / e1:.1f}%", "<= 5%", s / e1 <= 0.05)
     return [["demo epoch (training pass), torch's default threads", e, ", ".join(f"{t:.2f}" for t in epochs)],
             ["demo epoch (training pass), 1 thread", e1, ", ".join(f"{t:.2f}" for t in one)],
             [f"save: what the loop waits for ({size / 1e6:.1f} MB serialized)", s,

@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from _common import WORK, loadavg, machine, make_hangar_repo, table
+from _common import WORK, loadavg, machine, make_hangar_repo, summary, table
 
 DIM = 784
 ROW = DIM * 4 + 8
@@ -117,6 +117,11 @@ def measure(backend: str, n: int, rounds: int) -> list[list[object]]:
              "cold": f"streamed, budget {budget / 2**20:.0f} MiB, page cache evicted (chunk shuffle)",
              "hangar": "Hangar make_torch_dataset + DataLoader(shuffle=True)"}
     memory_epoch = statistics.median(float(e) for r in results["memory"] for e in r["epochs"])  # type: ignore[attr-defined]
+    cold = statistics.median(float(e) for r in results["cold"] for e in r["epochs"])  # type: ignore[attr-defined]
+    summary(f"streamed epoch (3x the budget, backend {backend}, cold) vs in memory", f"{cold / memory_epoch:.1f}x",
+            "none (reported)", None)
+    summary(f"streamed epoch (backend {backend}, cold) vs make_torch_dataset",
+            f"{float(results['hangar'][0]['epochs'][0]) / cold:.0f}x faster", "none (reported)", None)  # type: ignore[index]
     rows = []
     for variant, runs in results.items():
         setup = statistics.median(float(r["setup"]) for r in runs)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ HPIPE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hangar_p
 # thread, not one per core (oversubscribed, torch slows down many times over). Thresholds in the
 # tests do not depend on it; determinism tests compare runs made under the same setting.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HPIPE_THREADS", "1")  # hpipe's own setting (--threads), which built-in stages obey
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1",
        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 os.environ["PATH"] = ENV["PATH"]  # also for pipelines run in-process through the Python API

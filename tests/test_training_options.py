@@ -188,7 +188,7 @@ def test_early_stopping_and_the_schedule_are_recorded(ran_once: tuple[Path, str]
     assert ran.read("metrics/train_history.csv").splitlines()[0] == "epoch,train_loss,val_loss,val_accuracy,lr"
     saved = torch.load(ran.root / "models/model.pt", weights_only=False)
     assert saved["training"] == {"epochs": 2, "stop_reason": "early_stopping", "best_epoch": 1,
-                                 "device": "cpu", "precision": "float32", "distributed": None,
+                                 "device": "cpu", "precision": "float32", "threads": 1, "distributed": None,
                                  "loader": {"streamed": False, "memory_budget": 4 * 2**30, "order": {"kind": "full"}}}
 
 

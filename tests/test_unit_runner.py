@@ -37,6 +37,9 @@ class Recorder:
     def warning(self, message: str) -> None:
         self.events.append(("warning", message))
 
+    def note(self, message: str) -> None:
+        self.events.append(("note", message))
+
     def progress(self, name: str, what: str, done: int, total: int | None) -> None:
         pass
 

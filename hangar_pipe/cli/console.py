@@ -140,6 +140,10 @@ class ConsoleReporter(SilentReporter):
     def recovered(self, pid: int) -> None:
         out(f"note: taking over from an interrupted run (process {pid})")
 
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            out(f"note: {message}")
+
     def warning(self, message: str) -> None:
         print(f"hpipe: warning: {message}", file=sys.stderr, flush=True)
 

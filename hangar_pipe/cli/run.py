@@ -34,6 +34,9 @@ Pull = Annotated[bool, typer.Option("--pull", help="Fetch from the remote what a
                                                   " lacks: outputs, run-cache results, data.")]
 RemoteName = Annotated[str | None, typer.Option("-r", "--remote", help="With --pull: the remote (default: the"
                                                                       " default remote).")]
+Threads = Annotated[int | None, typer.Option("--threads", min=1, envvar="HPIPE_THREADS",
+                                            help="CPU threads for each built-in stage (default: as recorded"
+                                                 " for the same inputs, else the cores / -j).")]
 NoResume = Annotated[bool, typer.Option("--no-resume", help="Start stages over: delete what a killed run left"
                                                            " them to resume from (their HPIPE_STATE_DIR).")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Every reason in full, however long.")]
@@ -47,7 +50,8 @@ def repro(stages: Stages = None, force: Force = False, single_item: Single = Fal
           jobs: Jobs = 1, data_commit: DataCommit = None, no_run_cache: NoRunCache = False,
           verify: Verify = False, as_json: JsonEvents = False, verbose: Verbose = False,
           quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False,
-          pull: Pull = False, remote: RemoteName = None, no_resume: NoResume = False) -> None:
+          pull: Pull = False, remote: RemoteName = None, no_resume: NoResume = False,
+          threads: Threads = None) -> None:
     """Run every stage whose inputs changed, and record what ran in pipeline.lock.
 
     Example: `hpipe repro train` brings train and what it needs up to date.
@@ -56,7 +60,7 @@ def repro(stages: Stages = None, force: Force = False, single_item: Single = Fal
     options = ReproOptions(force=force, single=single_item, downstream=downstream, dry_run=dry_run,
                            keep_going=keep_going, jobs=jobs, data_commit=data_commit,
                            run_cache=not no_run_cache, verify=verify, pull=pull, remote=remote,
-                           resume=not no_resume)
+                           resume=not no_resume, threads=threads)
     reporter: Reporter = (JsonLinesReporter() if as_json else
                           ConsoleReporter(pipeline.stages, Style.for_terminal(verbose), quiet=quiet))
     result = pipeline.repro(stages or None, options, reporter)

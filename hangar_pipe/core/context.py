@@ -105,6 +105,7 @@ class ReproOptions:
     pull: bool = False  # fetch from a remote what a stage needs and this machine lacks
     remote: str | None = None  # with `pull`: the remote's name (default: the default remote)
     resume: bool = True  # a stage may resume what a killed run left in its HPIPE_STATE_DIR
+    threads: int | None = None  # CPU threads of each built-in stage (None: recorded, else auto: core.threads)
 
 
 @dataclass

@@ -32,6 +32,9 @@ class Reporter(Protocol):
 
     def warning(self, message: str) -> None: ...
 
+    def note(self, message: str) -> None:
+        """Worth saying once, not a warning (the thread count the stages use, say)."""
+
     def progress(self, name: str, what: str, done: int, total: int | None) -> None: ...
 
     def run_done(self, result: RunResult) -> None: ...
@@ -58,6 +61,9 @@ class SilentReporter:
         import warnings
 
         warnings.warn(f"hpipe: {message}", RuntimeWarning, stacklevel=2)
+
+    def note(self, message: str) -> None:
+        pass
 
     def progress(self, name: str, what: str, done: int, total: int | None) -> None:
         pass
@@ -96,6 +102,9 @@ class JsonLinesReporter:
 
     def warning(self, message: str) -> None:
         self._emit("warning", message=message)
+
+    def note(self, message: str) -> None:
+        self._emit("note", message=message)
 
     def progress(self, name: str, what: str, done: int, total: int | None) -> None:
         self._emit("progress", stage=name, what=what, done=done, total=total)

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from hangar_pipe.core import threads
 from hangar_pipe.core.context import RunContext
 from hangar_pipe.core.decisions import (
     Measured,
@@ -59,6 +60,7 @@ class StageOps:
         self.force = options.force or options.verify
         self.use_run_cache = options.run_cache and not options.dry_run and not self.force
         self.measured: dict[str, Measured] = {}
+        self.threads: dict[str, int] = {}  # the built-in stages launched, and their thread count
 
     def stage(self, name: str) -> Stage:
         return self.ctx.spec.stages[name]
@@ -95,7 +97,10 @@ class StageOps:
             if all((path := outs[k].file(ws)) is not None and self.ctx.objects.restore(path, r, name, ws.root)
                    for k, r in recs.items()):
                 # the inputs as they are now (this commit), with the outputs of that earlier run
-                self.ctx.lock.record(name, lock_entry(stage, measured, dict(recs)))
+                restored = lock_entry(stage, measured, dict(recs))
+                if (count := threads.recorded_count(entry)) is not None:
+                    restored["threads"] = count
+                self.ctx.lock.record(name, restored)
                 self._keep_out_of_git(stage)
                 drop(ws.root, name, run_key(stage, measured))  # a killed run's state: not needed now
                 return run_id
@@ -136,6 +141,7 @@ class StageOps:
         if stage.cmd is None:
             paths = [cwd, str(ctx.root), *filter(None, [env.get("PYTHONPATH")])]
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+            env[threads.ENV] = str(self._threads(stage))
             argv = [sys.executable, "-m", CALL_MODULE, stage.target or "", json.dumps(stage.with_)]
             return lambda procs: procs.run(argv, shell=False, cwd=cwd, env=env, stage=name)
         commands = shell_commands(stage.cmd)
@@ -147,6 +153,20 @@ class StageOps:
             return 0
 
         return run_commands
+
+    def _threads(self, stage: Stage) -> int:
+        """The stage's thread count (core.threads), said once per run, and when it is not the usual."""
+        recorded = next(((run_id, n) for run_id, entry in self._candidates(stage, self.measured[stage.name])
+                         if (n := threads.recorded_count(entry)) is not None), None)
+        options = self.ctx.options
+        choice = threads.choose(options.threads, options.jobs, recorded)
+        if choice.note:
+            self.ctx.reporter.note(f"{stage.name}: {choice.note}")
+        elif not self.threads:
+            self.ctx.reporter.note(f"built-in stages use {choice.count} CPU thread{'s' * (choice.count > 1)}"
+                                   f" each ({choice.why}; --threads N sets it)")
+        self.threads[stage.name] = choice.count
+        return choice.count
 
     def record(self, name: str) -> Verify:
         """Measure what the stage wrote, record it in the lock and the caches; the verify outcome."""
@@ -169,6 +189,8 @@ class StageOps:
         stage, ctx, ws = self.stage(name), self.ctx, self.ctx.workspace
         outs = self._written(stage)
         entry = lock_entry(stage, self.measured[name], dict(outs))
+        if name in self.threads:
+            entry["threads"] = self.threads[name]
         ctx.lock.record(name, entry)
         for out in stage.outs:
             if out.cached and (path := out.file(ws)) is not None:
@@ -195,7 +217,7 @@ class StageOps:
 def _same_definition(stage: Stage, entry: dict[str, Any]) -> bool:
     """Whether a lock entry was recorded from the stage as it is defined now (command, callable,
     `with`, wdir): the run key takes the definition from the stage, not from the entry."""
-    return {k: v for k, v in entry.items() if k not in ("deps", "params", "outs")} == stage.definition()
+    return {k: v for k, v in entry.items() if k not in ("deps", "params", "outs", "threads")} == stage.definition()
 
 
 def recorded_inputs(entry: dict[str, Any]) -> Measured:

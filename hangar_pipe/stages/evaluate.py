@@ -39,6 +39,7 @@ from hangar_pipe.training.shapes import (
     resolve_model,
 )
 from hangar_pipe.training.tasks import CLASSIFICATION, Scores, score
+from hangar_pipe.training.threads import use_threads
 
 
 def training_data_mismatch(trained_on: dict[str, Any], test_set: ColumnsDataset) -> dict[str, Any] | None:
@@ -136,6 +137,7 @@ def run(images: str = "mnist_test_images", labels: str = "mnist_test_labels",
     except UserError as exc:
         raise UserError(f"evaluate: {exc.message}") from None
     model.to(on)
+    threads = use_threads()
     if memory_budget is not None and not parse_size(memory_budget):
         raise UserError(f"evaluate: memory_budget {memory_budget!r} is not a size (such as 4GiB or 500MB)")
     test_set = ColumnsDataset([images, labels], memory_budget=memory_budget)
@@ -151,7 +153,7 @@ def run(images: str = "mnist_test_images", labels: str = "mnist_test_labels",
               f" at {short(test_set.commit)}, evaluated here, its training columns differ"
               f" ({', '.join(f'{c} {w}' for c, w in mismatch['columns'].items())}): rerun train first",
               file=sys.stderr)
-    result = {**head, "test_samples": len(test_set), "data_commit": test_set.commit,
+    result = {**head, "test_samples": len(test_set), "threads": threads, "data_commit": test_set.commit,
               "train_data_commit": saved.get("data", {}).get("commit"),
               "trained_on_this_data": mismatch is None, **({"data_mismatch": mismatch} if mismatch else {}),
               **tail}

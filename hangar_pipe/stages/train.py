@@ -72,6 +72,7 @@ from hangar_pipe.training.shapes import (
     resolve_model,
 )
 from hangar_pipe.training.tasks import CLASSIFICATION, batch_loss, score, targets
+from hangar_pipe.training.threads import use_threads
 
 __all__ = ["FlatInput", "Plan", "TrainState", "build_model", "fit", "pick_device", "run", "start"]
 
@@ -287,6 +288,7 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
         checkpoint: str = "models/model.pt", metrics: str = "metrics/train.json",
         history: str = "metrics/train_history.csv") -> int | None:
     call = dict(locals())  # this call, for the workers of a distributed run
+    use_threads()
     hp, where = hyperparameters(params_file, section)
     model_where = Where(where.file, where.prefix + ("model",), where.doc)
     cols = Columns(images, labels, val_images, val_labels).read_specs()
@@ -332,7 +334,7 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
             return None
     summary = {"epochs": state.epoch, "stop_reason": "early_stopping" if state.stopped else "completed",
                **({"best_epoch": state.stopper.best_epoch} if state.stopper else {}),
-               "device": device.type, "precision": precision.name,
+               "device": device.type, "precision": precision.name, "threads": torch.get_num_threads(),
                "distributed": world.record() if world else None, "loader": train_loader.record()}
     write_results(state, {**hp.record(), "model": config}, summary, provenance,
                   (checkpoint, metrics, history))

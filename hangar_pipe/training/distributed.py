@@ -16,8 +16,9 @@ same bytes into its own copy of the project. A rank that fails fails the launch:
 is on stderr, then one line saying which rank failed, and the launch's exit code is that
 rank's (2 for bad input), so hpipe records nothing.
 
-Threads: on the CPU each worker uses cores // nproc_per_node threads (at least one), set in
-OMP_NUM_THREADS before the workers start and in torch, and recorded in `World`.
+Threads: on the CPU each worker uses the stage's threads (HPIPE_THREADS: core.threads; else the
+cores) // nproc_per_node (at least one), set in OMP_NUM_THREADS before the workers start and in
+torch, and recorded in `World`.
 """
 
 from __future__ import annotations
@@ -112,9 +113,11 @@ def is_writer() -> bool:
 
 
 def threads_per_worker(nproc_per_node: int) -> int:
-    """CPU threads for each of a node's workers: its cores shared out, at least one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // nproc_per_node)
+    """CPU threads for each of a node's workers: the stage's threads (HPIPE_THREADS, else the
+    cores) shared out, at least one."""
+    from hangar_pipe.training.threads import budget
+
+    return max(1, budget() // nproc_per_node)
 
 
 CALL_MODULE = "hangar_pipe.core.call"  # what each worker runs (core/stage_ops.py launches it too)
