@@ -10,6 +10,7 @@ whole column at once; the streaming loader reads a chunk of rows at a time.
 
 from __future__ import annotations
 
+import mmap
 import numbers
 import os
 from collections.abc import Iterable, Sequence
@@ -20,12 +21,21 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from hangar_pipe.core.workers import can_fork, run_forked
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.store import HangarStore, short
 from hangar_pipe.training.shapes import column_spec
 
 #: samples of one file at most this many apart are read as one slice (the ones between wasted)
 GAP = 64
+PARALLEL_BYTES = 32 << 20  # a read of HDF5 files this big is shared out among worker processes
+MAX_PROCS = 8
+
+
+def _shared_empty(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """An array in shared anonymous memory: what forked workers write, the parent sees."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return np.frombuffer(mmap.mmap(-1, max(1, nbytes)), dtype=dtype, count=nbytes // dtype.itemsize).reshape(shape)
 
 
 @dataclass
@@ -42,6 +52,7 @@ class ColumnRows:
     checksum: np.ndarray  # per row: Hangar's xxh64 of the sample, as uint64
     keys: list[bytes]  # per row: the sample's key (for errors)
     _open: dict[int | str, Any] = field(default_factory=dict, repr=False)  # files, by path; datasets
+    _pid: int = field(default_factory=os.getpid, repr=False)  # the process _open belongs to
 
     @property
     def row_bytes(self) -> int:
@@ -51,25 +62,53 @@ class ColumnRows:
         return len(self.keys)
 
     def read(self, rows: np.ndarray, *, verify: bool = True) -> np.ndarray:
-        """Rows (positions in this selection, any order) as one array, checked if `verify`."""
+        """Rows (positions in this selection, any order) as one array, checked if `verify`.
+
+        A big read of HDF5 files is shared out among forked worker processes, one file (dataset)
+        at a time, writing into one shared buffer: Hangar compresses every sample on its own,
+        and decompressing is most of the time."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), *self.shape), dtype=self.dtype)
         groups = self.group[rows]
         by_group = np.argsort(groups, kind="stable")
         firsts = np.flatnonzero(np.diff(groups[by_group], prepend=-1))
-        for at in np.split(by_group, firsts[1:]):
-            if len(at):
-                self._from_file(int(groups[at[0]]), self.index[rows[at]], out, at)
-        if verify:
-            self._verify(out, rows)
+        parts = [at for at in np.split(by_group, firsts[1:]) if len(at)]
+        procs = self._processes(len(rows), len(parts))
+        shape = (len(rows), *self.shape)
+        out = _shared_empty(shape, self.dtype) if procs > 1 else np.empty(shape, dtype=self.dtype)
+
+        def part(k: int) -> None:
+            self._own_files()
+            at = parts[k]
+            self._from_file(int(groups[at[0]]), self.index[rows[at]], out, at)
+            if verify:
+                self._verify(out, rows, at)
+
+        if procs > 1:
+            run_forked(list(range(len(parts))), part, procs, lambda done: None)
+        else:
+            for k in range(len(parts)):
+                part(k)
         return out
 
-    def _verify(self, out: np.ndarray, rows: np.ndarray) -> None:
-        expected = self.checksum[rows]
-        for i in range(len(rows)):
-            if xxhash.xxh64_intdigest(out[i]) != expected[i]:
+    def _processes(self, n: int, files: int) -> int:
+        """Worker processes for a read of n rows from that many files (1: in this process)."""
+        if n * self.row_bytes < PARALLEL_BYTES or files < 2 or self.files[0][0] == "10" or not can_fork():
+            return 1
+        from hangar_pipe.training.threads import budget
+
+        return max(1, min(budget(), files, MAX_PROCS))
+
+    def _own_files(self) -> None:
+        """In a forked worker: open the files anew (the parent's HDF5 handles are not to be shared)."""
+        if self._pid != os.getpid():
+            self._open, self._pid = {}, os.getpid()
+
+    def _verify(self, out: np.ndarray, rows: np.ndarray, at: np.ndarray) -> None:
+        expected = self.checksum[rows[at]]
+        for i, row in enumerate(at):
+            if xxhash.xxh64_intdigest(out[row]) != expected[i]:
                 raise UserError(f"DATA CORRUPTION in column '{self.name}' sample"
-                                f" {self.keys[rows[i]].decode()}: checksum does not match Hangar's record")
+                                f" {self.keys[rows[row]].decode()}: checksum does not match Hangar's record")
 
     def _from_file(self, group: int, in_file: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
         """Samples `in_file` of one file into `out[at]`: each run of near samples one read, straight
@@ -119,7 +158,7 @@ class ColumnRows:
         self._open.clear()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_open": {}}
+        return {**self.__dict__, "_open": {}, "_pid": -1}
 
 
 @dataclass

@@ -103,6 +103,7 @@ class ColumnsDataset(torch.utils.data.Dataset):
             Path(cache_dir) if cache_dir else None)
         self.verify = verify
         self.arrays: list[np.ndarray] = []
+        self._keys: list[int | str] | None = None
         self._load()
 
     def _load(self) -> None:
@@ -113,7 +114,7 @@ class ColumnsDataset(torch.utils.data.Dataset):
             specs = [column_spec(store, self.commit, name) for name in self.columns]
             samples = {name: store.samples(self.commit, name) for name in self.columns}
             chosen = self.selection.rows(samples, self.commit)
-            self.keys = [key_value(k) for k in chosen]
+            self.raw_keys = chosen
             self.fingerprints = {name: self._state(store, name).fingerprint for name in self.columns}
             self.shapes = [s.shape for s in specs]  # of one sample, per column
             self.row_bytes = [int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize for s in specs]
@@ -134,7 +135,7 @@ class ColumnsDataset(torch.utils.data.Dataset):
     @property
     def nbytes(self) -> int:
         """The bytes of the selected samples, every column."""
-        return len(self.keys) * sum(self.row_bytes)
+        return len(self.raw_keys) * sum(self.row_bytes)
 
     @property
     def streamed(self) -> bool:
@@ -192,7 +193,18 @@ class ColumnsDataset(torch.utils.data.Dataset):
         return values if self.item is None else self.item._make(values)
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.raw_keys)
+
+    @property
+    def keys(self) -> list[int | str]:
+        """The samples' keys as Hangar has them (ints and strs), in the dataset's order."""
+        if self._keys is None:
+            self._keys = [key_value(k) for k in self.raw_keys]
+        return self._keys
+
+    @keys.setter
+    def keys(self, value: list[int | str]) -> None:
+        self._keys = value
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         if self.streamed:
@@ -202,7 +214,7 @@ class ColumnsDataset(torch.utils.data.Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for heavy in ("arrays", "tensors", "sources", "item"):
+        for heavy in ("arrays", "tensors", "sources", "item", "_keys"):
             state.pop(heavy, None)
         state["field_names"] = None if self.item is None else self.item._fields
         return state
@@ -210,7 +222,7 @@ class ColumnsDataset(torch.utils.data.Dataset):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.item = item_type(state.pop("field_names"), state["columns"])
         self.__dict__.update(state)
-        self.arrays = []
+        self.arrays, self._keys = [], None
         self._load()
 
 
