@@ -8,9 +8,10 @@ Three copies of one project whose pipeline reads two 100,000-sample Hangar colum
   (`column labels (1 modified)`), which reads and diffs both commits' records.
 The commands run round-robin (with, without, changed, ...) after one warm-up each, so load from
 other processes hits all alike. Targets (issue 13): the no-op with Hangar deps within 30 ms of the
-one without (parts 4); the explanation (changed status minus no-op status) <= 100 ms (part 3).
+one without (part 4); the explanation (changed status minus no-op status) <= 100 ms (part 3).
 
 Run from the repo root:  .venv/bin/python benchmarks/bench_hangar_status.py [--reps 9]
+(with PYTHONPATH=/absolute/checkout it times that checkout instead)
 """
 
 from __future__ import annotations
