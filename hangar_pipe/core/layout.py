@@ -55,6 +55,12 @@ def columns_cache(root: Path) -> Path:
     return root / STATE_DIR / "columns"
 
 
+def hangar_fingerprints(root: Path) -> Path:
+    """Hangar column fingerprints by (commit, column): a commit never changes
+    (hangar/fingerprints.py)."""
+    return root / STATE_DIR / "hangar-fingerprints.json"
+
+
 def stage_states(root: Path) -> Path:
     """One folder per stage that keeps resumable state (core/stage_state.py)."""
     return root / STATE_DIR / "state"

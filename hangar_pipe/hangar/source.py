@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hangar_pipe.core.kinds import DataTarget
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.fingerprints import FingerprintCache
 from hangar_pipe.hangar.store import HangarStore
 
 
@@ -24,6 +25,7 @@ class HangarData:
     repo: str  # data.repo, relative to the root: the main repository
     ref: str | None  # data.ref
     pinned: str | None = None  # --data-commit, resolved
+    fingerprints: FingerprintCache | None = None  # column fingerprints by (commit, column)
     _stores: dict[str, HangarStore | None] = field(default_factory=dict)
     _resolved: dict[tuple[str, str | None], tuple[str, str]] = field(default_factory=dict)
 
@@ -33,7 +35,7 @@ class HangarData:
     def store(self, repo: str) -> HangarStore | None:
         if repo not in self._stores:
             try:
-                self._stores[repo] = HangarStore(self.path(repo))
+                self._stores[repo] = HangarStore(self.path(repo), self.fingerprints)
             except FileNotFoundError:
                 self._stores[repo] = None
         return self._stores[repo]
@@ -97,6 +99,8 @@ class HangarData:
             store.close()
 
     def close(self) -> None:
+        if self.fingerprints is not None:
+            self.fingerprints.save()
         for store in self._stores.values():
             if store is not None:
                 store.close()

@@ -20,11 +20,15 @@ import ast
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.record_diff import by_key, sample_counts
+
+if TYPE_CHECKING:
+    from hangar_pipe.hangar.fingerprints import FingerprintCache
 
 SEMANTIC_SCHEMA_KEYS = ("column_layout", "column_type", "schema_type", "shape", "dtype",
                         "data_hasher_tcode")
@@ -78,8 +82,9 @@ def short(commit: str) -> str:
 class HangarStore:
     """Read-only view of the records of the Hangar repository in `path` (the folder holding .hangar)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fingerprints: FingerprintCache | None = None) -> None:
         self.path = path
+        self.fingerprints = fingerprints  # column states by (commit, column), kept across runs
         self.dir = path / ".hangar"
         if not (self.dir / "ref.lmdb").is_file():
             raise FileNotFoundError(f"no Hangar repository in {path}")
@@ -253,6 +258,16 @@ class HangarStore:
 
     def column(self, commit: str, name: str) -> ColumnState | None:
         """A column's fingerprint at a commit, from its records alone; None if it is not there."""
+        if self.fingerprints is None:
+            return self._column(commit, name)
+        state = self.fingerprints.get(commit, name)
+        if state is None:
+            state = self._column(commit, name)
+            if state is not None:
+                self.fingerprints.put(commit, name, state)
+        return state
+
+    def _column(self, commit: str, name: str) -> ColumnState | None:
         schema_rec = self._run(commit, f"s:{name}:".encode())
         if not schema_rec:
             return None
@@ -273,20 +288,17 @@ class HangarStore:
 
     def samples(self, commit: str, name: str) -> dict[bytes, bytes]:
         """A column's (sample key -> data digest) mapping at a commit."""
-        out: dict[bytes, bytes] = {}
-        for prefix in (f"f:{name}:".encode(), f"n:{name}:".encode()):
-            run = self._run(commit, prefix)
-            if not run:
-                continue
-            if run.count(b" ") == run.count(b"$") + 1:  # one space a record: split all at once
-                parts = run.replace(b"$", b" ").split(b" ")
-                cut = len(prefix)
-                out.update(zip([k[cut:] for k in parts[0::2]], parts[1::2]))
-                continue
-            for rec in run.split(b"$"):
-                key, digest = rec.split(b" ", 1)
-                out[key[len(prefix):]] = digest
-        return out
+        runs = [self._run(commit, f"{layout}:{name}:".encode()) for layout in ("f", "n")]
+        return by_key(runs, len(name.encode()) + 3)
+
+    def _column_records(self, commit: str, name: str) -> tuple[dict[str, Any], bytes] | None:
+        """A column's semantic schema and its data records (the run of the layout its schema
+        names, as `column()` hashes) at a commit, or None if it is not there."""
+        schema_rec = self._run(commit, f"s:{name}:".encode())
+        if not schema_rec:
+            return None
+        key, digest = schema_rec.split(b" ", 1)
+        return self._schema(digest), self._run(commit, key[-1:] + f":{name}:".encode())
 
     def data_specs(self, digests: list[bytes]) -> list[list[bytes]]:
         """Where each data digest is stored: `[backend, uid, checksum, ...]` (one read transaction)."""
@@ -313,12 +325,11 @@ class HangarStore:
         change: dict[str, Any] = {"from": old_commit, "to": new_commit}
         if not self.has_commit(old_commit):
             return change
-        old, new = self.column(old_commit, name), self.column(new_commit, name)
+        old, new = self._column_records(old_commit, name), self._column_records(new_commit, name)
         if old is None or new is None:
             return {**change, "column": "added" if old is None else "removed"}
-        if schema := {k: [old.schema[k], new.schema[k]] for k in old.schema if old.schema[k] != new.schema[k]}:
+        (old_schema, old_run), (new_schema, new_run) = old, new
+        if schema := {k: [old_schema[k], new_schema[k]] for k in old_schema if old_schema[k] != new_schema[k]}:
             change["schema"] = schema
-        a, b = self.samples(old_commit, name), self.samples(new_commit, name)
-        counts = {"modified": sum(1 for k in a.keys() & b.keys() if a[k] != b[k]),
-                  "added": len(b.keys() - a.keys()), "removed": len(a.keys() - b.keys())}
+        counts = sample_counts(old_run, new_run, len(name.encode()) + 3)
         return {**change, **{what: n for what, n in counts.items() if n}}
