@@ -150,8 +150,9 @@ class StageOps:
             warm = self._warm_worker()
             if warm is None:
                 return lambda procs: procs.run(argv, shell=False, cwd=cwd, env=env, stage=name)
+            needs = [(stage.target or "").partition(":")[0]]  # its module, when the zygote imports it ahead
             return lambda procs: procs.run(argv, shell=False, cwd=cwd, env=env, stage=name, warm=lambda: warm.spawn(
-                CALL_MODULE, args, env=env, cwd=cwd, stdout=procs.stdout))
+                CALL_MODULE, args, env=env, cwd=cwd, stdout=procs.stdout, needs=needs))
         commands = shell_commands(stage.cmd)
 
         def run_commands(procs: Processes) -> int:

@@ -18,7 +18,9 @@ import sys
 import threading
 import time
 
-ZYGOTE_MODULE = "hangar_pipe.core.zygote"
+# the top-level modules of a bare interpreter first: a stage's folder cannot shadow them
+ZYGOTE = ("import sys; startup = {m.partition('.')[0] for m in sys.modules};"
+          " from hangar_pipe.core.zygote import main; sys.exit(main(sys.argv[1:], startup))")
 
 
 def supported() -> bool:
@@ -97,7 +99,7 @@ class WarmWorker:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         flags = ["-P"] if sys.version_info >= (3, 11) else []  # no folder of ours before the site's
-        argv = [sys.executable, *flags, "-m", ZYGOTE_MODULE, str(theirs.fileno()), str(os.getpid()),
+        argv = [sys.executable, *flags, "-c", ZYGOTE, str(theirs.fileno()), str(os.getpid()),
                 *self.warm_up]
         try:
             self.proc = subprocess.Popen(argv, cwd="/", env=self.env, stdin=subprocess.DEVNULL,
@@ -111,12 +113,13 @@ class WarmWorker:
             theirs.close()
         self.sock = ours
 
-    def spawn(self, module: str, args: list[str], *, env: dict[str, str], cwd: str,
-              stdout: int | None) -> WarmProcess | None:
-        """Run `python -m MODULE ARGS` in a child of the zygote; None: start a fresh process."""
+    def spawn(self, module: str, args: list[str], *, env: dict[str, str], cwd: str, stdout: int | None,
+              needs: list[str] | None = None) -> WarmProcess | None:
+        """Run `python -m MODULE ARGS` in a child of the zygote, forked once the zygote has
+        imported `needs` (those it was to import ahead); None: start a fresh process."""
         if self.sock is None or self.broken or import_env(env) != import_env(self.env):
             return None
-        message = json.dumps({"module": module, "args": args, "env": env, "cwd": cwd}).encode()
+        message = json.dumps({"module": module, "args": args, "env": env, "cwd": cwd, "needs": needs or []}).encode()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         stdin = os.open(os.devnull, os.O_RDONLY)
         try:

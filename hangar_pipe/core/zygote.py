@@ -1,9 +1,9 @@
-"""The warm worker: `python -m hangar_pipe.core.zygote FD PARENT_PID MODULE...`, one per `hpipe repro`.
+"""The warm worker: a `python` running `main(FD PARENT_PID MODULE...)`, one per `hpipe repro`.
 
 It imports what the run's built-in stages need (the MODULEs: Hangar, the stages and torch) once,
 one module at a time while no request waits, and forks one child per stage that hpipe asks for
 over the unix socket FD (hpipe's end: core/warm.py). A request is one SOCK_SEQPACKET message,
-JSON `{"module", "args", "env", "cwd"}`, carrying four descriptors: the stage's stdin, stdout,
+JSON `{"module", "args", "env", "cwd", "needs"}`, carrying four descriptors: the stage's stdin, stdout,
 stderr and a socket for the answer. The answer is `{"pid": N}` once the child leads a session
 of its own (so hpipe can signal its group and record it), then `{"status": CODE}` when it ends
 (negative: killed by that signal, as `Popen.returncode`); `{"refused": WHY}` asks hpipe to
@@ -38,6 +38,7 @@ class Request:
     args: list[str]
     env: dict[str, str]
     cwd: str
+    needs: list[str]  # modules to have imported before the fork (the stage's own, when warmed up)
     fds: list[int]  # stdin, stdout, stderr, the answer socket
 
     @property
@@ -53,6 +54,18 @@ class Request:
 def _send(fd: int, message: dict[str, object]) -> None:
     with contextlib.suppress(OSError):  # hpipe is gone or stopped waiting: nobody to tell
         os.write(fd, json.dumps(message).encode())
+
+
+def _importable(folder: str) -> set[str]:
+    """The top-level modules a folder on sys.path provides (a folder without __init__.py would
+    only be a namespace package, which any regular module of the name wins over)."""
+    names = set()
+    for entry in os.scandir(folder):
+        name, _, suffix = entry.name.partition(".")
+        package = entry.is_dir() and not suffix and os.path.exists(os.path.join(entry.path, "__init__.py"))
+        if package or (entry.is_file() and suffix.rpartition(".")[2] in ("py", "pyc", "so")):
+            names.add(name)
+    return names
 
 
 def _close(fds: list[int]) -> None:
@@ -80,28 +93,31 @@ class Zygote:
     of a warm-up import: a stage's end is told at once, not after `import torch`.
     """
 
-    def __init__(self, sock: socket.socket, warm_up: list[str]) -> None:
+    def __init__(self, sock: socket.socket, warm_up: list[str], startup: set[str]) -> None:
         self.sock = sock
         self.todo = warm_up  # between two imports a waiting request is served: ingest needs no torch
         self.children: dict[int, int] = {}  # pid -> answer socket
         own = set(filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)))
         self.own_path = list(sys.path)
         self.site = [p for p in sys.path if p not in own]  # the interpreter's own, without PYTHONPATH
-        self.startup = {name.partition(".")[0] for name in sys.modules}
+        self.startup = startup  # what the interpreter imported before any code of ours: no folder shadows it
 
     def serve(self) -> Request | None:
         """Serve until hpipe closes the socket (None); in a forked child, that child's request."""
         signal.signal(signal.SIGCHLD, self._reap)
+        waiting: list[Request] = []
         while True:
+            for ready_now in [r for r in waiting if not set(r.needs) & set(self.todo)]:
+                waiting.remove(ready_now)
+                if self._fork(ready_now):
+                    return ready_now
             ready, _, _ = select.select([self.sock], [], [], 0 if self.todo else None)
             if not ready:
                 _warm(self.todo.pop(0))
                 continue
-            request = self._receive()
-            if request is None:
+            if (request := self._receive()) is None:
                 return None
-            if self._fork(request):
-                return request
+            waiting.append(request)
 
     def _receive(self) -> Request | None:
         """The next request; None when hpipe has closed its end."""
@@ -111,7 +127,7 @@ class Zygote:
                 return None
             if len(fds) == 4 and not flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 body = json.loads(data)
-                return Request(body["module"], body["args"], body["env"], body["cwd"], fds)
+                return Request(body["module"], body["args"], body["env"], body["cwd"], body["needs"], fds)
             _close(fds)
 
     def _shadowed(self, request: Request) -> list[str]:
@@ -119,7 +135,7 @@ class Zygote:
         names: set[str] = set()
         for folder in request.path():
             if folder not in self.own_path and os.path.isdir(folder):
-                names.update(entry.partition(".")[0] for entry in os.listdir(folder))
+                names.update(_importable(folder))
         loaded = {name.partition(".")[0] for name in sys.modules} - self.startup
         return sorted(names & loaded)
 
@@ -201,14 +217,13 @@ def die_with_parent(parent: int) -> None:
         sys.exit(0)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], startup: set[str]) -> int:
+    """Serve FD for hpipe (PARENT_PID), importing MODULE... ahead; `startup`: the top-level modules
+    the interpreter had imported before any code of ours ran."""
     die_with_parent(int(argv[1]))
-    zygote = Zygote(socket.socket(fileno=int(argv[0])), argv[2:])
+    zygote = Zygote(socket.socket(fileno=int(argv[0])), argv[2:], startup)
     request = zygote.serve()
     if request is not None:
         run_stage(request, zygote.site)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
