@@ -59,9 +59,10 @@ class Project:
     def pipeline(self, text: str) -> None:
         self.write("pipeline.yaml", text)
 
-    def hpipe(self, *args: str, check: int | None = 0, timeout: float = 120) -> Done:
+    def hpipe(self, *args: str, check: int | None = 0, timeout: float = 120,
+              env: dict[str, str] | None = None) -> Done:
         proc = subprocess.run([*HPIPE, *args], cwd=self.root, capture_output=True, text=True,
-                              timeout=timeout, env=ENV)
+                              timeout=timeout, env={**ENV, **(env or {})})
         done = Done(proc.returncode, proc.stdout, proc.stderr)
         if check is not None:
             assert done.code == check, f"exit {done.code} != {check}\n--- out\n{done.out}\n--- err\n{done.err}"

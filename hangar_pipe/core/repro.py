@@ -81,26 +81,35 @@ def repro(ctx: RunContext, targets: list[str] | None = None) -> RunResult:
         ctx.data.pin(options.data_commit)
     preflight(ctx, order)
     running = None if options.dry_run else RunningStages(running_dir(ctx.root))
-    runner = Runner(order, ctx.graph.upstream, StageOps(ctx), ctx.reporter, held=held,
+    ops = StageOps(ctx)
+    runner = Runner(order, ctx.graph.upstream, ops, ctx.reporter, held=held,
                     dry_run=options.dry_run, keep_going=options.keep_going, jobs=options.jobs,
                     registry=running)
-    if running is None:
-        ctx.reporter.run_started(None, order)
-        result = runner.run()
-    else:
-        with ReproMutex(repro_mutex(ctx.root)) as mutex:
-            if mutex.stale_pid:
-                ctx.reporter.recovered(mutex.stale_pid)
-            for orphan in running.stop_orphans():
-                ctx.reporter.warning(f"stopped orphaned stage '{orphan.stage}' (process group"
-                                     f" {orphan.pgid}) left running by a killed run")
-            ctx.begin()
-            ctx.lock.keep_only(set(ctx.spec.stages))
-            ctx.reporter.run_started(ctx.run_id, order)
-            result = runner.run()
-            record_run(ctx, result, order)
+    try:
+        result = _run(ctx, runner, running, order)
+    finally:
+        ops.close()
     result.seconds = time.monotonic() - t0
     ctx.reporter.run_done(result)
+    return result
+
+
+def _run(ctx: RunContext, runner: Runner, running: RunningStages | None, order: list[str]) -> RunResult:
+    """Run the stages; unless a dry run, under the repro mutex, after stopping orphans, recorded."""
+    if running is None:
+        ctx.reporter.run_started(None, order)
+        return runner.run()
+    with ReproMutex(repro_mutex(ctx.root)) as mutex:
+        if mutex.stale_pid:
+            ctx.reporter.recovered(mutex.stale_pid)
+        for orphan in running.stop_orphans():
+            ctx.reporter.warning(f"stopped orphaned stage '{orphan.stage}' (process group"
+                                 f" {orphan.pgid}) left running by a killed run")
+        ctx.begin()
+        ctx.lock.keep_only(set(ctx.spec.stages))
+        ctx.reporter.run_started(ctx.run_id, order)
+        result = runner.run()
+        record_run(ctx, result, order)
     return result
 
 

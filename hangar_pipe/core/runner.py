@@ -99,19 +99,16 @@ class Processes:
         self.stdout = stdout
         self.registry = registry  # where groups are recorded while they run (not in a dry run)
         self._guard = threading.Lock()
-        self._running: set[subprocess.Popen[bytes]] = set()
+        self._running: set[StageProcess] = set()
         self.stopping = False
 
     def run(self, args: str | list[str], *, shell: bool, cwd: str, env: dict[str, str],
-            stage: str = "") -> int:
-        with self._guard:
-            if self.stopping:
-                return -signal.SIGTERM
-            proc = subprocess.Popen(args, shell=shell, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=self.stdout, start_new_session=True)
-            self._running.add(proc)
-            if self.registry is not None:
-                self.registry.add(proc.pid, stage)
+            stage: str = "", warm: Callable[[], StageProcess | None] | None = None) -> int:
+        """Run a command in its own process group and wait for it; `warm` may start it instead
+        (core/warm.py: a child of the zygote), or answer None to have it started here."""
+        proc = self._start(args, shell=shell, cwd=cwd, env=env, stage=stage, warm=warm)
+        if proc is None:
+            return -signal.SIGTERM
         try:
             return proc.wait()
         finally:
@@ -120,21 +117,51 @@ class Processes:
             if self.registry is not None:
                 self.registry.remove(proc.pid)
 
+    def _start(self, args: str | list[str], *, shell: bool, cwd: str, env: dict[str, str], stage: str,
+               warm: Callable[[], StageProcess | None] | None) -> StageProcess | None:
+        """The started process, registered; None when the run is stopping."""
+        started = warm() if warm is not None else None  # may wait for the zygote's imports
+        with self._guard:
+            if not self.stopping:
+                proc = started or subprocess.Popen(args, shell=shell, cwd=cwd, env=env,
+                                                   stdin=subprocess.DEVNULL, stdout=self.stdout,
+                                                   start_new_session=True)
+                self._running.add(proc)
+                if self.registry is not None:
+                    self.registry.add(proc.pid, stage)
+                return proc
+        if started is not None:  # started as the run was stopped: stop it too
+            _stop([started], 5.0)
+        return None
+
     def stop_all(self, grace: float = 5.0) -> None:
         with self._guard:
             self.stopping = True
             procs = list(self._running)
-        for proc in procs:
-            _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+        _stop(procs, grace)
 
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+class StageProcess(Protocol):
+    """A started stage command: a `subprocess.Popen`, or a child of the zygote (core/warm.py)."""
+
+    pid: int  # also its process group
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def _stop(procs: list[StageProcess], grace: float) -> None:
+    """SIGTERM each process group, SIGKILL those still there after `grace` seconds."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+
+
+def _signal_group(proc: StageProcess, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hangar_pipe.core import threads
 from hangar_pipe.core.context import RunContext
@@ -22,6 +22,9 @@ from hangar_pipe.core.runcache import run_key
 from hangar_pipe.core.runner import Job, Processes, StageError, Verify
 from hangar_pipe.core.spec import Stage
 from hangar_pipe.core.stage_state import drop, prepare
+
+if TYPE_CHECKING:
+    from hangar_pipe.core.warm import WarmWorker
 
 CALL_MODULE = "hangar_pipe.core.call"  # runs a `uses:` callable in its own process
 
@@ -61,6 +64,12 @@ class StageOps:
         self.use_run_cache = options.run_cache and not options.dry_run and not self.force
         self.measured: dict[str, Measured] = {}
         self.threads: dict[str, int] = {}  # the built-in stages launched, and their thread count
+        self.warm: WarmWorker | None = None  # started with the first built-in stage to run
+
+    def close(self) -> None:
+        """End what the run started for its stages (the warm worker)."""
+        if self.warm is not None:
+            self.warm.close()
 
     def stage(self, name: str) -> Stage:
         return self.ctx.spec.stages[name]
@@ -142,8 +151,14 @@ class StageOps:
             paths = [cwd, str(ctx.root), *filter(None, [env.get("PYTHONPATH")])]
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
             env[threads.ENV] = str(self._threads(stage))
-            argv = [sys.executable, "-m", CALL_MODULE, stage.target or "", json.dumps(stage.with_)]
-            return lambda procs: procs.run(argv, shell=False, cwd=cwd, env=env, stage=name)
+            args = [stage.target or "", json.dumps(stage.with_)]
+            argv = [sys.executable, "-m", CALL_MODULE, *args]
+            warm = self._warm_worker()
+            if warm is None:
+                return lambda procs: procs.run(argv, shell=False, cwd=cwd, env=env, stage=name)
+            needs = [(stage.target or "").partition(":")[0]]  # its module, when the zygote imports it ahead
+            return lambda procs: procs.run(argv, shell=False, cwd=cwd, env=env, stage=name, warm=lambda: warm.spawn(
+                CALL_MODULE, args, env=env, cwd=cwd, stdout=procs.stdout, needs=needs))
         commands = shell_commands(stage.cmd)
 
         def run_commands(procs: Processes) -> int:
@@ -167,6 +182,24 @@ class StageOps:
                                    f" each ({choice.why}; --threads N sets it)")
         self.threads[stage.name] = choice.count
         return choice.count
+
+    def _warm_worker(self) -> WarmWorker | None:
+        """The run's warm worker, started now (on the main thread) unless running or unsupported."""
+        if self.warm is None:
+            from hangar_pipe.core.warm import WarmWorker, supported
+
+            if not supported():
+                return None
+            self.warm = WarmWorker(self._warm_up())
+        self.warm.start()
+        return self.warm
+
+    def _warm_up(self) -> list[str]:
+        """What the warm worker imports ahead: Hangar and the pipeline's built-in stages (torch with
+        train and evaluate), in pipeline order; a user's own modules are imported by its stages."""
+        targets = [s.target for s in self.ctx.spec.stages.values() if s.cmd is None and s.target]
+        modules = [t.partition(":")[0] for t in targets if t.startswith("hangar_pipe.")]
+        return list(dict.fromkeys(["hangar_pipe.hangar.compat", *modules])) if modules else []
 
     def record(self, name: str) -> Verify:
         """Measure what the stage wrote, record it in the lock and the caches; the verify outcome."""
