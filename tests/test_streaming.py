@@ -262,35 +262,44 @@ def test_the_train_stage_streams_past_its_memory_budget_and_repeats_its_bytes(pr
     assert (project.root / "models/model.pt").read_bytes() == first
 
 
-def test_a_big_read_shared_out_among_worker_processes_is_exact_and_checked(repo, tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_big_read_shared_out_among_worker_processes_is_exact_and_checked(repo, tmp_path: Path) -> None:
     """(Every read counts as big here.) Forked workers read files into one shared buffer: the same
-    bytes as in one process, and a corrupted sample in a worker's share is the one error."""
+    bytes as in one process, and a corrupted sample in a worker's share is the one error. Run in a
+    fresh interpreter: only a single-threaded process forks, and a pytest-xdist worker has threads."""
     import shutil
-
-    import h5py
-    import hdf5plugin  # noqa: F401
-
-    from hangar_pipe.hangar.store import HangarStore
-    from hangar_pipe.training import bulk_read
+    import subprocess
+    import sys
 
     path, first, second = repo
-    one = {c: bulk_read.read_column(HangarStore(path), second, c) for c in ("x00", "x01")}
-    monkeypatch.setattr(bulk_read, "PARALLEL_BYTES", 0)
-    monkeypatch.setenv("HPIPE_THREADS", "2")
-    for column, expected in one.items():
-        got = bulk_read.read_column(HangarStore(path), second, column)
-        base = got
-        while isinstance(base, np.ndarray):
-            base = base.base
-        assert isinstance(base, memoryview) and isinstance(base.obj, bulk_read.mmap.mmap)  # the shared buffer
-        np.testing.assert_array_equal(got, expected)
     copy = tmp_path / "copy"
     shutil.copytree(path, copy)
-    rows = bulk_read.locate(HangarStore(copy), first, "x01", [b"#100"])
-    backend, uid, dataset = rows.files[int(rows.group[0])]
-    with h5py.File(copy / ".hangar" / "data" / backend / f"{uid}.hdf5", "r+") as fh:  # changed behind Hangar's back
-        ds, at = fh[f"/{dataset}"], int(rows.index[0])
-        ds[at] = ds[at] + 1.0
-    with pytest.raises(UserError, match="DATA CORRUPTION in column 'x01' sample #100"):
-        bulk_read.read_column(HangarStore(copy), first, "x01")
+    script = f"""
+import os, sys, h5py, hdf5plugin, numpy as np
+from pathlib import Path
+from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.store import HangarStore
+from hangar_pipe.training import bulk_read
+os.environ["HPIPE_THREADS"] = "2"
+one = {{c: bulk_read.read_column(HangarStore(Path({str(path)!r})), {second!r}, c) for c in ("x00", "x01")}}
+bulk_read.PARALLEL_BYTES = 0
+for column, expected in one.items():
+    got = bulk_read.read_column(HangarStore(Path({str(path)!r})), {second!r}, column)
+    base = got
+    while isinstance(base, np.ndarray):
+        base = base.base
+    assert isinstance(base, memoryview) and isinstance(base.obj, bulk_read.mmap.mmap), base  # shared
+    np.testing.assert_array_equal(got, expected)
+copy = Path({str(copy)!r})
+rows = bulk_read.locate(HangarStore(copy), {first!r}, "x01", [b"#100"])
+backend, uid, dataset = rows.files[int(rows.group[0])]
+with h5py.File(copy / ".hangar" / "data" / backend / f"{{uid}}.hdf5", "r+") as fh:  # behind Hangar's back
+    ds, at = fh[f"/{{dataset}}"], int(rows.index[0])
+    ds[at] = ds[at] + 1.0
+try:
+    bulk_read.read_column(HangarStore(copy), {first!r}, "x01")
+except UserError as exc:
+    print("raised:", exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "raised: DATA CORRUPTION in column 'x01' sample #100" in done.stdout

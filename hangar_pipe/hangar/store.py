@@ -85,6 +85,7 @@ class HangarStore:
     def __init__(self, path: Path, fingerprints: FingerprintCache | None = None) -> None:
         self.path = path
         self.fingerprints = fingerprints  # column states by (commit, column), kept across runs
+        self._checked = False  # whether the lmdb files were checked for truncation (cache hits)
         self.dir = path / ".hangar"
         if not (self.dir / "ref.lmdb").is_file():
             raise FileNotFoundError(f"no Hangar repository in {path}")
@@ -261,6 +262,11 @@ class HangarStore:
         if self.fingerprints is None:
             return self._column(commit, name)
         state = self.fingerprints.get(commit, name)
+        if state is not None and not self._checked:  # the records are not read: still see damage
+            self._checked = True
+            for db in ("ref", "hash"):
+                if problem := truncated(self.dir / f"{db}.lmdb"):
+                    raise self.damaged(db, problem)
         if state is None:
             state = self._column(commit, name)
             if state is not None:
