@@ -115,14 +115,15 @@ class ColumnsDataset(torch.utils.data.Dataset):
             samples = {name: store.samples(self.commit, name) for name in self.columns}
             chosen = self.selection.rows(samples, self.commit)
             self.raw_keys = chosen
-            self.fingerprints = {name: self._state(store, name).fingerprint for name in self.columns}
+            states = {name: self._state(store, name) for name in self.columns}
+            self.fingerprints = {name: state.fingerprint for name, state in states.items()}
             self.shapes = [s.shape for s in specs]  # of one sample, per column
             self.row_bytes = [int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize for s in specs]
             self.chunking = Chunking.for_budget(sum(self.row_bytes), self.memory_budget)
             if self.streamed:
                 self.sources = [locate(store, self.commit, name, chosen, samples[name]) for name in self.columns]
             else:
-                self.arrays = self._arrays(store, samples, chosen)
+                self.arrays = self._arrays(store, samples, states, chosen)
         finally:
             store.close()
         self.tensors = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in self.arrays)
@@ -141,14 +142,14 @@ class ColumnsDataset(torch.utils.data.Dataset):
     def streamed(self) -> bool:
         return self.nbytes > self.memory_budget
 
-    def _arrays(self, store: HangarStore, samples: dict[str, dict[bytes, bytes]], chosen: list[bytes]
-                ) -> list[np.ndarray]:
+    def _arrays(self, store: HangarStore, samples: dict[str, dict[bytes, bytes]],
+                states: dict[str, ColumnState], chosen: list[bytes]) -> list[np.ndarray]:
         """Each column loaded whole: from the cache when it holds a sound entry, else read."""
         cache = ColumnCache.from_env(self.cache_dir) if self.cache_dir is not None else None
         arrays = []
         for name in self.columns:
             whole = sort_keys(samples[name])
-            state = self._state(store, name)
+            state = states[name]
             array = self._cached(cache, state, len(whole))
             if array is None and self.selection.everything:
                 array = read_column(store, self.commit, name, chosen, verify=self.verify, samples=samples[name])
