@@ -77,3 +77,40 @@ def test_user_code_writes_through_hangar_pipe_data(tmp_path, how: str) -> None:
         return
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("a=")
+
+
+LAZY_TORCH = """
+import sys
+import numpy as np
+from hangar_pipe.hangar import compat
+hangar = compat.import_hangar()
+assert "torch" not in sys.modules, "import_hangar imported torch"
+with compat.quiet():
+    repo = hangar.Repository(sys.argv[1], exists=False)
+    repo.init(user_name="u", user_email="u@example.com")
+    co = repo.checkout(write=True)
+col = co.add_ndarray_column("x", prototype=np.zeros(3, dtype=np.float32))
+with col:
+    for i in range(4):
+        col[i] = np.full(3, i, dtype=np.float32)
+co.commit("x")
+co.close()
+assert "torch" not in sys.modules, "writing a commit imported torch"
+with compat.quiet():
+    reader = repo.checkout()
+dataset = hangar.make_torch_dataset([reader.columns["x"]])
+import torch.utils.data
+assert isinstance(dataset, torch.utils.data.Dataset)
+assert sorted(float(dataset[i][0][0]) for i in range(len(dataset))) == [0.0, 1.0, 2.0, 3.0]
+reader.close()
+print("ok")
+"""
+
+
+def test_hangar_is_imported_without_torch_and_its_torch_loader_still_works(tmp_path) -> None:
+    """A process that reads or writes Hangar data (ingest, `hpipe data`, push) does not pay
+    `import torch`; Hangar's own make_torch_dataset imports it when called."""
+    done = subprocess.run([sys.executable, "-c", LAZY_TORCH, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")

@@ -7,6 +7,10 @@
 - Hangar prints to stdout on init/checkout; `quiet()` silences that around calls.
 - `import blosc` imports numpy and blosc's unittest module (~0.25 s); reading Hangar's commit
   records on the no-op path needs only its C extension, which `blosc_decompress()` loads alone.
+- `import hangar` imports its torch loader, whose module body subclasses torch's `Dataset`:
+  `import torch` (~2 s) in every process that imports Hangar, ingest and `hpipe data` included.
+  `import_hangar()` stands a module in for it whose `make_torch_dataset` imports the real one
+  on its first call (`defer_torch_loader()`).
 """
 
 from __future__ import annotations
@@ -75,14 +79,40 @@ def patch_protobuf() -> None:
 
 
 def import_hangar() -> ModuleType:
-    """Import hangar with the workarounds applied. Slow (it imports torch): call it only where needed."""
+    """Import hangar with the workarounds applied (~1 s: call it only where needed; torch is not imported)."""
     patch_protobuf()
     patch_numpy()
+    defer_torch_loader()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import hangar
     module: ModuleType = hangar
     return module
+
+
+TORCH_LOADER = "hangar.dataloaders.torchloader"
+
+
+def defer_torch_loader() -> None:
+    """Before `import hangar`: a stand-in for its torch loader module, so that importing Hangar
+    does not import torch; its `make_torch_dataset` imports the real module when first called."""
+    import sys
+
+    if TORCH_LOADER in sys.modules:
+        return
+    stand_in = ModuleType(TORCH_LOADER, "Stands in for Hangar's torch loader until it is used (hangar_pipe compat).")
+
+    def make_torch_dataset(*args: Any, **kwargs: Any) -> Any:
+        if sys.modules.get(TORCH_LOADER) is stand_in:
+            del sys.modules[TORCH_LOADER]
+        import importlib
+
+        real = importlib.import_module(TORCH_LOADER)
+        sys.modules["hangar"].make_torch_dataset = real.make_torch_dataset
+        return real.make_torch_dataset(*args, **kwargs)
+
+    stand_in.make_torch_dataset = make_torch_dataset  # type: ignore[attr-defined]
+    sys.modules[TORCH_LOADER] = stand_in
 
 
 @contextlib.contextmanager
