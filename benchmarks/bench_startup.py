@@ -1,9 +1,9 @@
 """No-op start-up against the bare interpreter (issue 13 part 6): `hpipe status`/`repro` vs `python -c pass`.
 
-Runs in the up-to-date 2-stage project that bench_hangar_status.py leaves in
-benchmarks/.work/hangar-status/without (run that first), round-robin with `python -c pass`, the
-imports of typer and of the engine alone, and a no-op status whose hangar_pipe has no `.pyc` files
-(a copy of the sources in benchmarks/.work/nopyc). Target: no-op <= 3x `python -c pass` (medians).
+Runs in an up-to-date 2-stage project (benchmarks/.work/startup: a file dep, a params file, two
+`cmd` stages, made and reproduced first), round-robin with `python -c pass`, the import of the
+engine alone, and a no-op status whose hangar_pipe has no `.pyc` files (a copy of the sources in
+benchmarks/.work/nopyc). Target: no-op <= 3x `python -c pass` (medians).
 
 Run from the repo root:  .venv/bin/python benchmarks/bench_startup.py [--reps 10]
 """
@@ -13,11 +13,39 @@ from __future__ import annotations
 import argparse
 import compileall
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 from _common import ENV, REPO, WORK, bench_interleaved, loadavg, machine, table
 
 PY = sys.executable
+# the console script, as users run it (this checkout: PYTHONPATH), else `python -m hangar_pipe.cli`
+SCRIPT = Path(PY).with_name("hpipe")
+HPIPE = [str(SCRIPT)] if SCRIPT.exists() else [PY, "-m", "hangar_pipe.cli"]
+PIPELINE = """stages:
+  stats:
+    cmd: wc -c input.txt > stats.txt
+    deps: [input.txt]
+    params: [stats.window]
+    outs: [stats.txt]
+  report:
+    cmd: cp stats.txt report.txt
+    deps: [stats.txt]
+    outs: [report.txt]
+"""
+
+
+def make_project() -> Path:
+    """The 2-stage project, reproduced (so that status and repro are no-ops)."""
+    project = WORK / "startup"
+    shutil.rmtree(project, ignore_errors=True)
+    project.mkdir(parents=True)
+    (project / "pipeline.yaml").write_text(PIPELINE)
+    (project / "params.yaml").write_text("stats:\n  window: 5\n")
+    (project / "input.txt").write_text("some input\n" * 100)
+    subprocess.run([PY, "-m", "hangar_pipe.cli", "repro"], cwd=project, env=ENV, check=True, capture_output=True)
+    return project
 
 
 def main() -> None:
@@ -25,9 +53,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10)
     args = ap.parse_args()
     where = machine()
-    project = WORK / "hangar-status" / "without"
-    if not (project / "pipeline.lock").exists():
-        raise SystemExit("run benchmarks/bench_hangar_status.py first")
+    ENV["PYTHONPATH"] = str(REPO)  # this checkout, whatever the venv has installed
+    project = make_project()
     compileall.compile_dir(str(REPO / "hangar_pipe"), quiet=1)
     nopyc = WORK / "nopyc"
     shutil.rmtree(nopyc, ignore_errors=True)
@@ -35,12 +62,10 @@ def main() -> None:
     ok = "Everything is up to date."
     src = ["env", f"PYTHONPATH={nopyc}", "PYTHONDONTWRITEBYTECODE=1"]
     jobs = {"python -c pass": ([PY, "-c", "pass"], project, None),
-            "hpipe status": ([PY, "-m", "hangar_pipe.cli", "status"], project, ok),
-            "hpipe repro": ([PY, "-m", "hangar_pipe.cli", "repro"], project, ok),
-            "hpipe status, no .pyc": ([*src, PY, "-m", "hangar_pipe.cli", "status"], project, ok),
-            "import typer": ([PY, "-c", "import typer"], project, None),
+            "hpipe status": ([*HPIPE, "status"], project, ok),
+            "hpipe repro": ([*HPIPE, "repro"], project, ok),
+            "hpipe status, no .pyc": ([*src, *HPIPE, "status"], project, ok),
             "import hangar_pipe.pipeline": ([PY, "-c", "import hangar_pipe.pipeline"], project, None)}
-    ENV["PYTHONPATH"] = str(REPO)  # this checkout, whatever the venv has installed
     t = bench_interleaved(jobs, args.reps)
     base = t["python -c pass"].median
     print(f"## No-op start-up ({args.reps} runs each after 1 warm-up, interleaved)\n")

@@ -30,7 +30,6 @@ from hangar_pipe.core.runner import RunResult
 from hangar_pipe.core.spec import PipelineSpec, Stage, load_pipeline
 from hangar_pipe.core.statcache import SqliteStatCache
 from hangar_pipe.errors import UserError
-from hangar_pipe.hangar.fingerprints import FingerprintCache
 from hangar_pipe.hangar.source import HangarData, looks_like_digest
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ class Pipeline:
     def workspace(self) -> Iterator[Workspace]:
         """The project as it is now, for one call: stat cache and Hangar repositories, closed after."""
         data = HangarData(self.root, self.spec.data.repo, self.spec.data.ref,
-                          fingerprints=FingerprintCache(layout.hangar_fingerprints(self.root)))
+                          fingerprints_file=layout.hangar_fingerprints(self.root))
         stat_cache = SqliteStatCache(layout.stat_cache_db(self.root))
         try:
             yield Workspace(self.root, stat_cache, data)

@@ -270,7 +270,7 @@ def test_an_empty_pipeline_with_a_lock_says_so(three_stage: Project) -> None:
 
 def test_runs_n_must_be_positive(three_stage: Project) -> None:
     for args in (("runs", "-n", "-5"), ("runs", "-n", "0"), ("metrics", "show", "--runs", "-n", "-1")):
-        assert "Invalid value for '-n'" in user_error(three_stage.hpipe(*args, check=None))
+        assert "-n: must be 1 or more, got" in user_error(three_stage.hpipe(*args, check=None))
 
 
 def test_an_empty_data_commit_is_an_error(three_stage: Project) -> None:

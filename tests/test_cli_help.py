@@ -2,31 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import typer
+import pytest
 from conftest import Project
 
+from hangar_pipe.cli import MODULES, declare
+from hangar_pipe.cli.app import COMMANDS, build_parser, run
 
-def leaf_commands() -> dict[str, Any]:
-    from hangar_pipe.cli import app
-
-    def walk(cmd: Any, path: str) -> dict[str, Any]:
-        if getattr(cmd, "commands", None):  # a group (typer brings its own click)
-            found: dict[str, Any] = {}
-            for name, sub in cmd.commands.items():
-                found.update(walk(sub, f"{path} {name}".strip()))
-            return found
-        return {path: cmd}
-
-    return walk(typer.main.get_command(app), "")
+declare(None)  # every command
 
 
 def test_every_command_has_an_example() -> None:
-    commands = leaf_commands()
-    assert {"repro", "status", "commit", "init", "runs", "gc", "metrics show", "params diff"} <= set(commands)
-    missing = [name for name, cmd in commands.items() if "Example: `hpipe " not in (cmd.help or "")]
+    commands = {" ".join(c.path): c for c in COMMANDS}
+    assert {"repro", "status", "commit", "init", "runs", "gc", "metrics show", "params diff", "push",
+            "remote add", "data pull"} <= set(commands)
+    missing = [name for name, cmd in commands.items() if "Example: `hpipe " not in cmd.help]
     assert missing == []
+
+
+def test_every_option_reaches_its_function() -> None:
+    """The declared arguments are the function's parameters, one for one."""
+    import inspect
+
+    for cmd in COMMANDS:
+        params = list(inspect.signature(cmd.run).parameters)
+        parser = build_parser()
+        ns = parser.parse_args([*cmd.path, *(["x"] * sum(a.flags[0][0] != "-" and a.kwargs.get("nargs") is None
+                                                        for a in cmd.args))])
+        assert sorted(k for k in vars(ns) if k in params) == sorted(params), cmd.path
+
+
+def test_a_bad_number_is_a_usage_error() -> None:
+    from hangar_pipe.cli.app import UsageError
+
+    with pytest.raises(UsageError, match=r"-j/--jobs: must be 1 or more, got 0 \(see --help\)"):
+        run(["repro", "-j", "0"], declare)
+    with pytest.raises(UsageError, match="no such command 'stauts' \\(did you mean 'status'\\?\\)"):
+        run(["stauts"], declare)
+
+
+def test_the_table_of_command_modules_matches_their_declarations() -> None:
+    """cli.MODULES (which module a command line imports) names each module's own first words."""
+    declared: dict[str, list[str]] = {}
+    for cmd in COMMANDS:
+        words = declared.setdefault(cmd.run.__module__, [])
+        if cmd.path[0] not in words:
+            words.append(cmd.path[0])
+    assert {m: tuple(w) for m, w in declared.items()} == MODULES
 
 
 def test_help_is_printed_with_h(project: Project) -> None:

@@ -148,12 +148,16 @@ def test_init_writes_starters_and_never_overwrites(project: Project) -> None:
     assert project.read(".gitignore").count(".hpipe/") == 1
 
 
-def test_noop_path_imports_neither_torch_nor_hangar(three_stage: Project) -> None:
+@pytest.mark.parametrize("command", ["repro", "status"])
+def test_noop_path_imports_neither_torch_nor_hangar(three_stage: Project, command: str) -> None:
+    """Nor PyYAML, once the YAML files' parses are kept (.hpipe/parsed/: the lock the run wrote
+    is parsed by the next command, once)."""
     three_stage.hpipe("repro")
-    code = ("import sys, runpy; sys.argv = ['hpipe', 'repro'];\n"
+    three_stage.hpipe("status")
+    code = (f"import sys, runpy; sys.argv = ['hpipe', '{command}'];\n"
             "try: runpy.run_module('hangar_pipe.cli', run_name='__main__')\n"
             "except SystemExit: pass\n"
-            "print(sorted(m for m in ('torch', 'hangar') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'hangar', 'yaml') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=three_stage.root, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip().endswith("[]"), out

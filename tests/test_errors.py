@@ -222,9 +222,11 @@ def test_bad_lock_file(three_stage: Project) -> None:
 
 
 def test_bad_command_line_is_one_line(three_stage: Project) -> None:
-    assert "Invalid value for '-j' / '--jobs'" in user_error(three_stage.hpipe("repro", "-j", "0", check=None))
-    assert "No such option: --bogus" in user_error(three_stage.hpipe("repro", "--bogus", check=None))
-    assert "No such command 'nope'" in user_error(three_stage.hpipe("nope", check=None))
+    assert user_error(three_stage.hpipe("repro", "-j", "0", check=None)) == (
+        "hpipe: error: -j/--jobs: must be 1 or more, got 0 (see --help)")
+    assert "unrecognized arguments: --bogus" in user_error(three_stage.hpipe("repro", "--bogus", check=None))
+    assert "no such command 'nope'" in user_error(three_stage.hpipe("nope", check=None))
+    assert "did you mean 'repro'" in user_error(three_stage.hpipe("rerpo", check=None))
     assert three_stage.hpipe("--help").out.count("repro") >= 1
 
 

@@ -101,7 +101,9 @@ def test_metrics_and_params_across_runs_and_data_commits(project: Project) -> No
     by_data = json.loads(project.hpipe("metrics", "diff", f"data:{first[:8]}", f"data:{second}",
                                        "--json").out)
     assert by_data == rows
-    params = json.loads(project.hpipe("params", "diff", older["id"][:15], newer["id"], "--json").out)
+    # a run id's shortest unique prefix will do (two runs may start in the same second)
+    prefix = next(older["id"][:n] for n in range(15, 21) if not newer["id"].startswith(older["id"][:n]))
+    params = json.loads(project.hpipe("params", "diff", prefix, newer["id"], "--json").out)
     assert params == [{"file": "params.yaml", "name": "score.weight", "old": 1, "new": 2, "change": 1}]
     assert "no recorded run read data commit" in user_error(
         project.hpipe("metrics", "diff", "data:abcdef12", check=None))

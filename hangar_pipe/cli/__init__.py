@@ -1,24 +1,11 @@
-"""`hpipe`: a thin typer layer over `hangar_pipe.Pipeline`. Exit codes: 0 ok, 1 stage failed, 2 bad input."""
+"""`hpipe`: a thin argparse layer over `hangar_pipe.Pipeline`. Exit codes: 0 ok, 1 stage failed, 2 bad input."""
 
 from __future__ import annotations
 
 import sys
 import warnings
 
-import typer
-
-# each module adds its commands to the app; --help lists them in this order
-from hangar_pipe.cli import run  # noqa: F401
-
-# isort: split
-from hangar_pipe.cli import results  # noqa: F401
-
-# isort: split
-from hangar_pipe.cli import data  # noqa: F401
-
-# isort: split
-from hangar_pipe.cli import remote  # noqa: F401
-from hangar_pipe.cli.app import app, options
+from hangar_pipe.cli import app
 from hangar_pipe.errors import UserError
 
 
@@ -33,29 +20,40 @@ def _format_warning(message: Warning | str, category: type[Warning], filename: s
 
 _python_format = warnings.formatwarning
 
+# The modules that declare the commands, with the first words they declare, in the order
+# `hpipe --help` lists them. A command line imports only the module of its word (all of them:
+# ~3 ms of a ~100 ms no-op); tests/test_cli_help.py checks this table against the declarations.
+MODULES = {"hangar_pipe.cli.run": ("repro", "status", "commit", "dag", "init"),
+           "hangar_pipe.cli.results": ("metrics", "runs", "params", "gc", "plots"),
+           "hangar_pipe.cli.data": ("data",),
+           "hangar_pipe.cli.remote": ("remote", "push", "pull")}
 
-def main() -> None:
+
+def declare(word: str | None = None) -> None:
+    """Import the module that declares this command word (every module, for None or a word
+    no module declares)."""
+    import importlib
+
+    chosen = [m for m, words in MODULES.items() if word in words] or list(MODULES)
+    for module in chosen:
+        importlib.import_module(module)
+
+
+def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input is one line on stderr and exit code 2, no traceback (unless --debug)."""
     warnings.formatwarning = _format_warning
+    args = sys.argv[1:] if argv is None else argv
     try:
-        code = app(standalone_mode=False)
+        code = app.run(args, declare)
     except UserError as exc:
-        if options["debug"] or "--debug" in sys.argv:
+        if app.options["debug"] or "--debug" in args:
             raise
         print(f"hpipe: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("Aborted.", file=sys.stderr)
-        sys.exit(1)
-    except Exception as exc:
-        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
-            raise
-        if "NoArgsIsHelp" in type(exc).__name__:  # bare `hpipe`: the help text
-            print(exc.format_message(), file=sys.stderr)
-        else:  # a bad option or argument: one line, like any other bad input
-            print(f"hpipe: error: {exc.format_message()} (see --help)", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    except KeyboardInterrupt:
+        print("\nhpipe: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

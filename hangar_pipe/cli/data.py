@@ -1,11 +1,9 @@
 """`hpipe data`: the Hangar repository behind the pipeline."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from hangar_pipe.cli.app import app
+from hangar_pipe.cli.app import arg, at_least, command, confirm, group, opt
 from hangar_pipe.cli.console import out
 from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline
@@ -13,15 +11,14 @@ from hangar_pipe.pipeline import Pipeline
 if TYPE_CHECKING:
     from hangar_pipe.hangar.remote import PullResult, PushResult
 
-data_app = typer.Typer(help="The Hangar repository behind the pipeline.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
+DATA = group("data", "The Hangar repository behind the pipeline.")
+BRANCH = opt("--branch", "-b", help="The branch to push (default: data.ref, else the HEAD branch).")
 
 
-@data_app.command("unlock")
-def data_unlock(
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    repo: Annotated[Path | None, typer.Option("--repo", help="The repository folder (default: data.repo).")] = None,
-) -> None:
+@command(DATA, "unlock", args=[opt("--yes", "-y", flag=True, help="Do not ask for confirmation."),
+                               opt("--repo", type=Path, metavar="FOLDER",
+                                   help="The repository folder (default: data.repo).")])
+def data_unlock(yes: bool, repo: Path | None) -> int:
     """Release Hangar's writer lock left by a killed run (check that nothing is writing first).
 
     Example: `hpipe data unlock` after `kill -9` of a stage that was writing Hangar data.
@@ -34,25 +31,23 @@ def data_unlock(
     held = describe_lock(folder)
     if held is None:
         out(f"The writer lock of {folder} is free; nothing to do.")
-        return
+        return 0
     who, stale = held
     out(f"The writer lock of {folder} is held by {who}" + (" (that process is gone)." if stale else "."))
     if not stale and who.startswith("hpipe"):
         raise UserError("that hpipe stage is still running; wait for it to finish")
-    if not yes and not typer.confirm("Release it? Only do this if nothing is writing to the repository"):
-        raise typer.Exit(1)
+    if not yes and not confirm("Release it? Only do this if nothing is writing to the repository"):
+        return 1
     out(unlock(folder))
+    return 0
 
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
-@data_app.command("push")
-def data_push(
-    branch: Annotated[str | None, typer.Option(
-        "--branch", "-b", help="The branch to push (default: data.ref, else the HEAD branch).")] = None,
-) -> None:
+@command(DATA, "push", args=[BRANCH])
+def data_push(branch: str | None) -> None:
     """Push the Hangar data branch to the data remote (data.remote: host:port of a hangar server).
 
     Example: `hpipe data push`. A push the server refuses (its branch has commits yours lacks)
@@ -74,18 +69,14 @@ def say_pushed(result: "PushResult") -> None:
             f" {short(result.head)}.")
 
 
-@data_app.command("pull")
-def data_pull(
-    columns: Annotated[list[str] | None, typer.Option(
-        "--columns", "-c", help="Fetch the data of these columns (repeat the option), instead of"
-                                " those the stages read.")] = None,
-    data_commit: Annotated[str | None, typer.Option(
-        "--data-commit", help="Fetch the data at this commit (default: the commits pipeline.lock"
-                              " records, else the branch head).")] = None,
-    all_columns: Annotated[bool, typer.Option("--all-columns", help="Fetch the data of every column.")] = False,
-    branch: Annotated[str | None, typer.Option(
-        "--branch", "-b", help="The branch to pull (default: data.ref, else the HEAD branch).")] = None,
-) -> None:
+@command(DATA, "pull", args=[
+    opt("--columns", "-c", action="append", metavar="COLUMN",
+        help="Fetch the data of these columns (repeat the option), instead of those the stages read."),
+    opt("--data-commit", metavar="REF",
+        help="Fetch the data at this commit (default: the commits pipeline.lock records, else the branch head)."),
+    opt("--all-columns", flag=True, help="Fetch the data of every column."),
+    opt("--branch", "-b", help="The branch to pull (default: data.ref, else the HEAD branch).")])
+def data_pull(columns: list[str] | None, data_commit: str | None, all_columns: bool, branch: str | None) -> None:
     """Fetch the Hangar data branch from the data remote: its records (a clone when there is no
     repository yet), then the sample data of the columns the stages read, at the commit they need.
 
@@ -119,13 +110,13 @@ def say_pulled(result: "PullResult") -> None:
         out(f"Fetched {data.samples} sample(s), {_mb(data.bytes)}; {data.present} were here already.")
 
 
-@data_app.command("server")
-def data_server(
-    folder: Annotated[Path, typer.Argument(help="Where the server keeps its data (created; not a project).")],
-    port: Annotated[int, typer.Option("--port", "-p", help="The port to listen on.")] = 50051,
-    ip: Annotated[str, typer.Option("--ip", help="The address to listen on (0.0.0.0: every interface).")] = "localhost",
-    timeout: Annotated[int, typer.Option("--timeout", help="Stop after this many seconds.")] = 86400,
-) -> None:
+@command(DATA, "server", args=[
+    arg("folder", type=Path, help="Where the server keeps its data (created; not a project)."),
+    opt("--port", "-p", type=at_least(1), default=50051, help="The port to listen on (default: 50051)."),
+    opt("--ip", default="localhost", help="The address to listen on (0.0.0.0: every interface; default: localhost)."),
+    opt("--timeout", type=at_least(1), default=86400, metavar="SECONDS",
+        help="Stop after this many seconds (default: a day).")])
+def data_server(folder: Path, port: int, ip: str, timeout: int) -> None:
     """Run a Hangar data server (Hangar's own `hangar server`, with hpipe's compatibility fixes)
     for `remote: host:port` under `data:` in pipeline.yaml.
 

@@ -6,11 +6,9 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from hangar_pipe.cli.app import app
+from hangar_pipe.cli.app import arg, at_least, command, group, opt
 from hangar_pipe.cli.console import out, print_table
 from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline, find_pipeline
@@ -18,26 +16,21 @@ from hangar_pipe.pipeline import Pipeline, find_pipeline
 if TYPE_CHECKING:
     from hangar_pipe.remote.transfer import TransferStats
 
-remote_app = typer.Typer(help="Named remotes for `hpipe push`/`pull` (kept in hpipe.yaml).", no_args_is_help=True)
-app.add_typer(remote_app, name="remote")
-
-Name = Annotated[str, typer.Argument(help="The remote's name, e.g. origin.")]
-Local = Annotated[bool, typer.Option("--local", help="Write to hpipe.local.yaml (this machine only,"
-                                                    " git-ignored) instead of hpipe.yaml.")]
+REMOTE = group("remote", "Named remotes for `hpipe push`/`pull` (kept in hpipe.yaml).")
+NAME = arg("name", help="The remote's name, e.g. origin.")
+LOCAL = opt("--local", flag=True, help="Write to hpipe.local.yaml (this machine only, git-ignored) instead of"
+                                       " hpipe.yaml.")
 
 
 def _root() -> Path:
     return find_pipeline().parent
 
 
-@remote_app.command("add")
-def remote_add(
-    name: Name,
-    url: Annotated[str, typer.Argument(help="A folder path, file://..., s3://bucket/prefix, or any fsspec URL.")],
-    default: Annotated[bool, typer.Option("--default", "-d", help="Make it the default remote.")] = False,
-    local: Local = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace a remote of that name.")] = False,
-) -> None:
+@command(REMOTE, "add", args=[
+    NAME, arg("url", help="A folder path, file://..., s3://bucket/prefix, or any fsspec URL."),
+    opt("--default", "-d", flag=True, help="Make it the default remote."), LOCAL,
+    opt("--force", "-f", flag=True, help="Replace a remote of that name.")])
+def remote_add(name: str, url: str, default: bool, local: bool, force: bool) -> None:
     """Name a remote. Example: `hpipe remote add origin s3://team-bucket/hpipe --default`."""
     from hangar_pipe.remote import config
 
@@ -45,15 +38,11 @@ def remote_add(
     out(f"added remote '{name}' ({url}) to {written.name}" + (", the default" if default else ""))
 
 
-@remote_app.command("modify")
-def remote_modify(
-    name: Name,
-    key: Annotated[str, typer.Argument(help="A setting: url, endpoint_url, region, profile,"
-                                            " access_key_id, secret_access_key, ...")],
-    value: Annotated[str | None, typer.Argument(help="Its value (omit with --unset).")] = None,
-    unset: Annotated[bool, typer.Option("--unset", help="Remove the setting.")] = False,
-    local: Local = False,
-) -> None:
+@command(REMOTE, "modify", args=[
+    NAME, arg("key", help="A setting: url, endpoint_url, region, profile, access_key_id, secret_access_key, ..."),
+    arg("value", nargs="?", help="Its value (omit with --unset)."),
+    opt("--unset", flag=True, help="Remove the setting."), LOCAL])
+def remote_modify(name: str, key: str, value: str | None, unset: bool, local: bool) -> None:
     """Set one setting of a remote. Credentials always go to hpipe.local.yaml, never hpipe.yaml.
 
     Example: `hpipe remote modify origin secret_access_key XXXX`.
@@ -66,8 +55,8 @@ def remote_modify(
     out(f"unset {name}.{key}" if unset else f"set {name}.{key} in {written.name}")
 
 
-@remote_app.command("default")
-def remote_default(name: Name, local: Local = False) -> None:
+@command(REMOTE, "default", args=[NAME, LOCAL])
+def remote_default(name: str, local: bool) -> None:
     """Make a remote the one push and pull use when no --remote is given.
 
     Example: `hpipe remote default origin`.
@@ -78,8 +67,8 @@ def remote_default(name: Name, local: Local = False) -> None:
     out(f"'{name}' is the default remote")
 
 
-@remote_app.command("list")
-def remote_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+@command(REMOTE, "list", args=[opt("--json", dest="as_json", flag=True, help="Print JSON.")])
+def remote_list(as_json: bool) -> None:
     """The remotes this project knows, the default marked `*`; secrets are not shown.
 
     Example: `hpipe remote list`.
@@ -101,8 +90,8 @@ def remote_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         print_table("", ["name", "url", "settings"], rows, md=False)
 
 
-@remote_app.command("remove")
-def remote_remove(name: Name) -> None:
+@command(REMOTE, "remove", args=[NAME])
+def remote_remove(name: str) -> None:
     """Forget a remote (in both files); what is stored on it is left alone.
 
     Example: `hpipe remote remove origin`.
@@ -115,15 +104,18 @@ def remote_remove(name: Name) -> None:
 
 # -- hpipe push / hpipe pull: the cache remote ---------------------------------------------------
 
-Stages = Annotated[list[str] | None, typer.Argument(help="Stages (or their outputs) whose outputs move;"
-                                                         " all stages by default.")]
-RemoteName = Annotated[str | None, typer.Option("--remote", "-r", help="The remote (default: default_remote).")]
-RunCacheOpt = Annotated[bool, typer.Option("--run-cache", help="Also every run-cache entry and the objects"
-                                                               " its outputs need.")]
 _JOBS_HELP = ("Parallel transfers: worker processes to a folder on a local disk (default one per core),"
               " threads to a network remote (default 4 per core).")
-Jobs = Annotated[int | None, typer.Option("-j", "--jobs", min=1, help=_JOBS_HELP)]
-Json = Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")]
+TRANSFER = [
+    arg("targets", nargs="*", metavar="STAGE",
+        help="Stages (or their outputs) whose outputs move; all stages by default."),
+    opt("--remote", "-r", help="The remote (default: default_remote)."),
+    opt("--run-cache", flag=True, help="Also every run-cache entry and the objects its outputs need."),
+    opt("--history", flag=True, help="Also the run history (what `hpipe runs` lists)."),
+    opt("-j", "--jobs", type=at_least(1), metavar="N", help=_JOBS_HELP),
+    opt("--no-data", flag=True, help="Only the cache remote, not the Hangar data (data.remote)."),
+    opt("--json", dest="as_json", flag=True, help="Print the counts as JSON."),
+]
 
 
 def size_text(n: int) -> str:
@@ -169,12 +161,7 @@ def _interruptible() -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         print("\nhpipe: interrupted; nothing half-written was kept: rerun to resume", file=sys.stderr)
-        raise typer.Exit(130) from None
-
-
-HistoryOpt = Annotated[bool, typer.Option("--history", help="Also the run history (what `hpipe runs` lists).")]
-NoData = Annotated[bool, typer.Option("--no-data", help="Only the cache remote, not the Hangar data"
-                                                     " (data.remote).")]
+        raise SystemExit(130) from None
 
 
 def _what(pipeline: "Pipeline", remote: str | None, no_data: bool) -> tuple[bool, bool]:
@@ -187,9 +174,9 @@ def _what(pipeline: "Pipeline", remote: str | None, no_data: bool) -> tuple[bool
     return cache, data
 
 
-@app.command()
-def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheOpt = False,
-         history: HistoryOpt = False, jobs: Jobs = None, no_data: NoData = False, as_json: Json = False) -> None:
+@command("push", args=TRANSFER)
+def push(targets: list[str], remote: str | None, run_cache: bool, history: bool, jobs: int | None, no_data: bool,
+         as_json: bool) -> None:
     """Upload what the remotes lack: the cached outputs pipeline.lock records (with --run-cache,
     the run cache too) to the cache remote, and the Hangar data branch to data.remote.
 
@@ -203,7 +190,7 @@ def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheO
     report: dict[str, Any] = {}
     with _interruptible():
         if cache:
-            stats = pipeline.push_cache(targets, remote, run_cache=run_cache, history=history, jobs=jobs,
+            stats = pipeline.push_cache(targets or None, remote, run_cache=run_cache, history=history, jobs=jobs,
                                         reporter=TransferReporter())
             report = stats.to_dict()
             if not as_json:
@@ -217,9 +204,9 @@ def push(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheO
         out(json.dumps(report, indent=2, default=str))
 
 
-@app.command()
-def pull(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheOpt = False,
-         history: HistoryOpt = False, jobs: Jobs = None, no_data: NoData = False, as_json: Json = False) -> None:
+@command("pull", args=TRANSFER)
+def pull(targets: list[str], remote: str | None, run_cache: bool, history: bool, jobs: int | None, no_data: bool,
+         as_json: bool) -> None:
     """Download what this machine lacks: the cached outputs pipeline.lock records (each
     hash-checked; those missing from the workspace are put back; with --run-cache, the remote's run
     cache too), and the Hangar data: its records, then the sample data of the columns the stages read.
@@ -240,7 +227,7 @@ def pull(targets: Stages = None, remote: RemoteName = None, run_cache: RunCacheO
             if not as_json:
                 say_pulled(result)
         if cache:
-            stats = pipeline.pull_cache(targets, remote, run_cache=run_cache, history=history, jobs=jobs,
+            stats = pipeline.pull_cache(targets or None, remote, run_cache=run_cache, history=history, jobs=jobs,
                                         reporter=TransferReporter(), check=False)
             report = {**stats.to_dict(), **report}
             if not as_json:

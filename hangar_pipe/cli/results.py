@@ -2,11 +2,9 @@
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from hangar_pipe.cli.app import app
+from hangar_pipe.cli.app import Arg, arg, at_least, command, group, opt
 from hangar_pipe.cli.console import out, print_table, terminal_width
 from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline
@@ -14,19 +12,24 @@ from hangar_pipe.pipeline import Pipeline
 if TYPE_CHECKING:
     from hangar_pipe.reports import Column
 
-metrics_app = typer.Typer(help="Metrics the stages write (their `metrics:` files).", no_args_is_help=True)
-params_app = typer.Typer(help="Params the stages read.", no_args_is_help=True)
-app.add_typer(metrics_app, name="metrics")
-app.add_typer(params_app, name="params")
+METRICS = group("metrics", "Metrics the stages write (their `metrics:` files).")
+PARAMS = group("params", "Params the stages read.")
 
-Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-Markdown = Annotated[bool, typer.Option("--md", help="Print a Markdown table.")]
-Csv = Annotated[bool, typer.Option("--csv", help="Print CSV: every column, exact values.")]
-Precision = Annotated[int, typer.Option("--precision", help="Significant digits.")]
-OldSide = Annotated[str | None, typer.Argument(help="Old side: lock (default), workspace, a run id,"
-                                                   " data:<commit>, or a git revision of pipeline.lock.")]
-NewSide = Annotated[str | None, typer.Argument(help="New side (default: workspace).")]
-ShowAll = Annotated[bool, typer.Option("--all", help="Also unchanged values.")]
+JSON = opt("--json", dest="as_json", flag=True, help="Print JSON.")
+MD = opt("--md", flag=True, help="Print a Markdown table.")
+CSV = opt("--csv", dest="as_csv", flag=True, help="Print CSV: every column, exact values.")
+FORMATS = [JSON, MD, CSV]
+
+
+def precision(default: int) -> Arg:
+    return opt("--precision", type=at_least(1), default=default, metavar="N",
+               help=f"Significant digits (default: {default}).")
+
+
+DIFF = [arg("a", nargs="?", metavar="OLD", help="Old side: lock (default), workspace, a run id, data:<commit>,"
+                                                " or a git revision of pipeline.lock."),
+        arg("b", nargs="?", metavar="NEW", help="New side (default: workspace)."),
+        JSON, MD, opt("--all", dest="show_all", flag=True, help="Also unchanged values."), precision(5)]
 
 
 def _format(as_json: bool, md: bool, as_csv: bool) -> str:
@@ -51,13 +54,10 @@ def _print_columns(columns: "list[Column]", form: str, empty: str) -> None:
         out(table.terminal(columns, terminal_width()))
 
 
-@metrics_app.command("show")
-def metrics_show(
-    as_json: Json = False, md: Markdown = False, as_csv: Csv = False,
-    runs: Annotated[bool, typer.Option("--runs", help="Metrics of every recorded run, newest first.")] = False,
-    n: Annotated[int, typer.Option("-n", min=1, help="With --runs: how many runs.")] = 20,
-    precision: Precision = 5,
-) -> None:
+@command(METRICS, "show", args=[
+    *FORMATS, opt("--runs", flag=True, help="Metrics of every recorded run, newest first."),
+    opt("-n", type=at_least(1), default=20, help="With --runs: how many runs (default: 20)."), precision(5)])
+def metrics_show(as_json: bool, md: bool, as_csv: bool, runs: bool, n: int, precision: int) -> None:
     """Every stage's metrics, nested keys flattened to dotted names (or across runs, with --runs).
 
     Example: `hpipe metrics show --runs --csv > runs.csv`.
@@ -89,11 +89,10 @@ def metrics_show(
     print_table("Metrics", ["file", "metric", "value"], rows, form == "md")
 
 
-@app.command()
-def runs(as_json: Json = False, md: Markdown = False, as_csv: Csv = False,
-         n: Annotated[int, typer.Option("-n", min=1, help="How many runs.")] = 20,
-         show_all: Annotated[bool, typer.Option("--all", help="Also runs that ran nothing (--json has them all).")]
-         = False, precision: Precision = 4) -> None:
+@command("runs", args=[
+    *FORMATS, opt("-n", type=at_least(1), default=20, help="How many runs (default: 20)."),
+    opt("--all", dest="show_all", flag=True, help="Also runs that ran nothing (--json has them all)."), precision(4)])
+def runs(as_json: bool, md: bool, as_csv: bool, n: int, show_all: bool, precision: int) -> None:
     """The recorded runs, newest first: data commit, headline metrics, what ran, when.
 
     The table fits the terminal (80 columns when piped); --csv and --md have every column in full.
@@ -133,9 +132,8 @@ def _diff(kind: str, a: str | None, b: str | None, as_json: bool, md: bool, show
                 ["file", kind[:-1] if kind == "params" else "metric", "old", "new", "change"], body, md)
 
 
-@metrics_app.command("diff")
-def metrics_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md: Markdown = False,
-                 show_all: ShowAll = False, precision: Precision = 5) -> None:
+@command(METRICS, "diff", args=DIFF)
+def metrics_diff(a: str | None, b: str | None, as_json: bool, md: bool, show_all: bool, precision: int) -> None:
     """How metrics moved: the values recorded in pipeline.lock vs the files now, by default.
 
     Example: `hpipe metrics diff HEAD~1` compares with the lock of the previous git commit.
@@ -143,8 +141,8 @@ def metrics_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md
     _diff("metrics", a, b, as_json, md, show_all, precision)
 
 
-@params_app.command("show")
-def params_show(as_json: Json = False, md: Markdown = False, precision: Precision = 5) -> None:
+@command(PARAMS, "show", args=[JSON, MD, precision(5)])
+def params_show(as_json: bool, md: bool, precision: int) -> None:
     """Every param the stages read, as it is now (dotted keys).
 
     Example: `hpipe params show --md` for a pull-request comment.
@@ -159,9 +157,8 @@ def params_show(as_json: Json = False, md: Markdown = False, precision: Precisio
     print_table("Params", ["file", "param", "value"], rows, md)
 
 
-@params_app.command("diff")
-def params_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md: Markdown = False,
-                show_all: ShowAll = False, precision: Precision = 5) -> None:
+@command(PARAMS, "diff", args=DIFF)
+def params_diff(a: str | None, b: str | None, as_json: bool, md: bool, show_all: bool, precision: int) -> None:
     """How params moved: the values recorded in pipeline.lock vs params files now, by default.
 
     Example: `hpipe params diff main` shows what this branch changed.
@@ -169,14 +166,10 @@ def params_diff(a: OldSide = None, b: NewSide = None, as_json: Json = False, md:
     _diff("params", a, b, as_json, md, show_all, precision)
 
 
-KeepRuns = Annotated[int | None, typer.Option("--keep-runs", min=0,
-                                              help="Keep the run-cache results of the newest N runs only.")]
-DryRun = Annotated[bool, typer.Option("-n", "--dry-run", help="Say what would be removed; remove nothing.")]
-PlotsFolder = Annotated[Path, typer.Option("-o", "--out", help="Folder for the PNGs and index.html.")]
-
-
-@app.command()
-def gc(keep_runs: KeepRuns = None, dry_run: DryRun = False) -> None:
+@command("gc", args=[opt("--keep-runs", type=at_least(0), metavar="N",
+                          help="Keep the run-cache results of the newest N runs only."),
+                      opt("-n", "--dry-run", flag=True, help="Say what would be removed; remove nothing.")])
+def gc(keep_runs: int | None, dry_run: bool) -> None:
     """Remove cache objects, run-cache entries, cached columns and resume states that nothing needs.
 
     Example: `hpipe gc --keep-runs 10 --dry-run` says what keeping the last 10 runs would free.
@@ -190,8 +183,9 @@ def gc(keep_runs: KeepRuns = None, dry_run: DryRun = False) -> None:
         f"{',' if states else ' and'} {freed['run_cache_entries']} run-cache entries{states}.")
 
 
-@app.command()
-def plots(output: PlotsFolder = Path("hpipe_plots")) -> None:
+@command("plots", args=[opt("-o", "--out", dest="output", type=Path, default=Path("hpipe_plots"), metavar="FOLDER",
+                             help="Folder for the PNGs and index.html (default: hpipe_plots).")])
+def plots(output: Path) -> None:
     """Render every `plots:` file to a PNG, plus an index.html showing them all.
 
     Example: `hpipe plots -o report && xdg-open report/index.html`.

@@ -1,57 +1,53 @@
 """`hpipe repro`, `status`, `dag` and `init`: bring the pipeline up to date, say what would run, draw it."""
 
 import json
+import os
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from hangar_pipe.cli.app import app
+from hangar_pipe.cli.app import arg, at_least, command, opt
 from hangar_pipe.cli.console import ConsoleReporter, Style, out, stage_line, summary
 from hangar_pipe.core.context import ReproOptions
 from hangar_pipe.core.reporter import JsonLinesReporter, Reporter
 from hangar_pipe.core.runner import RunResult
 from hangar_pipe.pipeline import Pipeline
 
-Stages = Annotated[list[str] | None, typer.Argument(help="Stages (or output paths) to consider (default: all).")]
-DataCommit = Annotated[str | None, typer.Option(
-    "--data-commit", metavar="REF",
-    help="Read data.repo at this branch or commit; hold back stages that write Hangar data.")]
+STAGES = arg("stages", nargs="*", metavar="STAGE", help="Stages (or output paths) to consider (default: all).")
+DATA_COMMIT = opt("--data-commit", metavar="REF",
+                  help="Read data.repo at this branch or commit; hold back stages that write Hangar data.")
+VERBOSE = opt("-v", "--verbose", flag=True, help="Every reason in full, however long.")
+
+REPRO = [
+    STAGES,
+    opt("-f", "--force", flag=True, help="Run the selected stages even if unchanged."),
+    opt("-s", "--single-item", flag=True, help="Only the named stages, no upstream."),
+    opt("--downstream", flag=True, help="The named stages and everything after them."),
+    opt("-n", "--dry-run", flag=True, help="Print what would run and why; run nothing."),
+    opt("-k", "--keep-going", flag=True, help="After a failure, go on with stages that do not depend on it."),
+    opt("-j", "--jobs", type=at_least(1), default=1, metavar="N", help="Run up to N independent stages at once."),
+    DATA_COMMIT,
+    opt("--no-run-cache", flag=True, help="Run stages even when the run cache could restore them."),
+    opt("--verify", flag=True, help="Rerun every selected stage and compare its metrics with those recorded"
+                                    " for the same inputs; exit 1 on a difference."),
+    opt("--json", dest="as_json", flag=True,
+        help="Stream events as JSON lines on stdout (stage commands' own output goes to stderr)."),
+    VERBOSE,
+    opt("-q", "--quiet", flag=True, help="Print only failures."),
+    opt("--pull", flag=True, help="Fetch from the remote what a stage needs and this machine lacks:"
+                                  " outputs, run-cache results, data."),
+    opt("-r", "--remote", help="With --pull: the remote (default: the default remote)."),
+    opt("--no-resume", flag=True, help="Start stages over: delete what a killed run left them to resume from"
+                                       " (their HPIPE_STATE_DIR)."),
+    opt("--threads", type=at_least(1), metavar="N", default=os.environ.get("HPIPE_THREADS") or None,
+        help="CPU threads for each built-in stage (default: $HPIPE_THREADS, else as recorded for the same"
+             " inputs, else the cores / -j)."),
+]
 
 
-Force = Annotated[bool, typer.Option("-f", "--force", help="Run the selected stages even if unchanged.")]
-Single = Annotated[bool, typer.Option("-s", "--single-item", help="Only the named stages, no upstream.")]
-Downstream = Annotated[bool, typer.Option("--downstream", help="The named stages and everything after them.")]
-DryRun = Annotated[bool, typer.Option("-n", "--dry-run", help="Print what would run and why; run nothing.")]
-KeepGoing = Annotated[bool, typer.Option("-k", "--keep-going",
-                                         help="After a failure, go on with stages that do not depend on it.")]
-Jobs = Annotated[int, typer.Option("-j", "--jobs", min=1, help="Run up to N independent stages at once.")]
-NoRunCache = Annotated[bool, typer.Option("--no-run-cache",
-                                          help="Run stages even when the run cache could restore them.")]
-Verify = Annotated[bool, typer.Option("--verify", help="Rerun every selected stage and compare its metrics with"
-                                                       " those recorded for the same inputs; exit 1 on a difference.")]
-Pull = Annotated[bool, typer.Option("--pull", help="Fetch from the remote what a stage needs and this machine"
-                                                  " lacks: outputs, run-cache results, data.")]
-RemoteName = Annotated[str | None, typer.Option("-r", "--remote", help="With --pull: the remote (default: the"
-                                                                      " default remote).")]
-Threads = Annotated[int | None, typer.Option("--threads", min=1, envvar="HPIPE_THREADS",
-                                            help="CPU threads for each built-in stage (default: as recorded"
-                                                 " for the same inputs, else the cores / -j).")]
-NoResume = Annotated[bool, typer.Option("--no-resume", help="Start stages over: delete what a killed run left"
-                                                           " them to resume from (their HPIPE_STATE_DIR).")]
-Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Every reason in full, however long.")]
-JsonEvents = Annotated[bool, typer.Option("--json", help="Stream events as JSON lines on stdout (stage commands'"
-                                                         " own output goes to stderr).")]
-
-
-@app.command()
-def repro(stages: Stages = None, force: Force = False, single_item: Single = False,
-          downstream: Downstream = False, dry_run: DryRun = False, keep_going: KeepGoing = False,
-          jobs: Jobs = 1, data_commit: DataCommit = None, no_run_cache: NoRunCache = False,
-          verify: Verify = False, as_json: JsonEvents = False, verbose: Verbose = False,
-          quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False,
-          pull: Pull = False, remote: RemoteName = None, no_resume: NoResume = False,
-          threads: Threads = None) -> None:
+@command("repro", args=REPRO)
+def repro(stages: list[str], force: bool, single_item: bool, downstream: bool, dry_run: bool,
+          keep_going: bool, jobs: int, data_commit: str | None, no_run_cache: bool, verify: bool,
+          as_json: bool, verbose: bool, quiet: bool, pull: bool, remote: str | None, no_resume: bool,
+          threads: int | None) -> int:
     """Run every stage whose inputs changed, and record what ran in pipeline.lock.
 
     Example: `hpipe repro train` brings train and what it needs up to date.
@@ -69,9 +65,8 @@ def repro(stages: Stages = None, force: Force = False, single_item: Single = Fal
         if verify and result.ok:
             _print_verify(result)
     if result.interrupted:
-        raise typer.Exit(130)
-    if not result.ok or (verify and any(isinstance(r.verify, dict) for r in result.stages)):
-        raise typer.Exit(1)
+        return 130
+    return 1 if not result.ok or (verify and any(isinstance(r.verify, dict) for r in result.stages)) else 0
 
 
 def _print_verify(result: RunResult) -> None:
@@ -83,14 +78,10 @@ def _print_verify(result: RunResult) -> None:
             out(f"verify {r.name}: {r.verify}")
 
 
-@app.command()
-def status(
-    stages: Stages = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the reasons as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing; exit 1 if anything would run.")] = False,
-    data_commit: DataCommit = None,
-    verbose: Verbose = False,
-) -> None:
+@command("status", args=[STAGES, opt("--json", dest="as_json", flag=True, help="Print the reasons as JSON."),
+                          opt("-q", "--quiet", flag=True, help="Print nothing; exit 1 if anything would run."),
+                          DATA_COMMIT, VERBOSE])
+def status(stages: list[str], as_json: bool, quiet: bool, data_commit: str | None, verbose: bool) -> int:
     """Say which stages would run and why (-v: every stage, every reason in full).
 
     Example: `hpipe status --json | jq .train` shows train's reasons as data.
@@ -99,21 +90,21 @@ def status(
     result = pipeline.status(stages or None, data_commit=data_commit)
     changed = {r.name: r.reasons for r in result.stages if r.state == "would run"}
     if quiet:
-        raise typer.Exit(1 if changed else 0)
+        return 1 if changed else 0
     if as_json:
         out(json.dumps(changed, indent=2, default=str))
-        return
+        return 0
     style = Style.for_terminal(verbose)
     for r in result.stages:
         if r.state in ("would run", "pinned") or r.notes or verbose:
             out(stage_line(r, pipeline.stages[r.name], style))
     if not changed:
         out("Everything is up to date.")
+    return 0
 
 
-@app.command()
-def commit(stages: Annotated[list[str] | None, typer.Argument(help="Stages to record (default: all).")] = None
-           ) -> None:
+@command("commit", args=[arg("stages", nargs="*", metavar="STAGE", help="Stages to record (default: all).")])
+def commit(stages: list[str]) -> None:
     """Record stages in pipeline.lock as the workspace is now, without running them.
 
     Example: `hpipe commit train` after fixing a typo in a script that changes no output.
@@ -122,11 +113,9 @@ def commit(stages: Annotated[list[str] | None, typer.Argument(help="Stages to re
     out(f"Recorded {', '.join(committed)} as the workspace is now." if committed else "Nothing to record.")
 
 
-@app.command()
-def dag(
-    mermaid: Annotated[bool, typer.Option("--mermaid", help="Mermaid flowchart.")] = False,
-    dot: Annotated[bool, typer.Option("--dot", help="Graphviz dot.")] = False,
-) -> None:
+@command("dag", args=[opt("--mermaid", flag=True, help="Mermaid flowchart."),
+                       opt("--dot", flag=True, help="Graphviz dot.")])
+def dag(mermaid: bool, dot: bool) -> None:
     """Draw the stage graph (ASCII by default).
 
     Example: `hpipe dag --mermaid > dag.md` for a diagram GitHub renders.
@@ -134,15 +123,13 @@ def dag(
     out(Pipeline.load().dag("mermaid" if mermaid else "dot" if dot else "ascii"))
 
 
-@app.command()
-def init(
-    hangar: Annotated[bool, typer.Option("--hangar", help="The Hangar layout: a data section and an"
-                                         " ingest -> train -> evaluate pipeline on --source.")] = False,
-    source: Annotated[str, typer.Option("--source", metavar="FILE",
-                                        help="With --hangar: your data, a .csv(.gz) or .npz file"
-                                             " (default: the MNIST sample, mnist-5k).")] = "mnist-5k",
-    prefix: Annotated[str, typer.Option("--prefix", help="With --hangar: column names' prefix.")] = "data",
-) -> None:
+@command("init", args=[
+    opt("--hangar", flag=True, help="The Hangar layout: a data section and an ingest -> train -> evaluate"
+                                    " pipeline on --source."),
+    opt("--source", metavar="FILE", default="mnist-5k",
+        help="With --hangar: your data, a .csv(.gz) or .npz file (default: the MNIST sample, mnist-5k)."),
+    opt("--prefix", default="data", help="With --hangar: column names' prefix (default: data).")])
+def init(hangar: bool, source: str, prefix: str) -> None:
     """Write a starter pipeline.yaml and params.yaml here and ignore .hpipe/ in git. Never overwrites.
 
     Example: `hpipe init --hangar --source digits.csv && hpipe repro`.

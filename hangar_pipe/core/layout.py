@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -61,6 +60,12 @@ def hangar_fingerprints(root: Path) -> Path:
     return root / STATE_DIR / "hangar-fingerprints.json"
 
 
+def parsed_yaml(root: Path) -> Path:
+    """The last parse of each YAML file read, keyed by its bytes (core/parsed.py): a no-op
+    neither imports nor runs PyYAML."""
+    return root / STATE_DIR / "parsed"
+
+
 def stage_states(root: Path) -> Path:
     """One folder per stage that keeps resumable state (core/stage_state.py)."""
     return root / STATE_DIR / "state"
@@ -82,4 +87,6 @@ def path_safe(name: str) -> str:
     safe = _UNSAFE.sub("_", name)[:80]
     if safe == name and not name.startswith(".") and name:
         return name
+    import hashlib
+
     return f"{safe.lstrip('.')}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"

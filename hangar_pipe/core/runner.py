@@ -11,7 +11,6 @@ from __future__ import annotations
 import graphlib
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -120,6 +119,8 @@ class Processes:
     def _start(self, args: str | list[str], *, shell: bool, cwd: str, env: dict[str, str], stage: str,
                warm: Callable[[], StageProcess | None] | None) -> StageProcess | None:
         """The started process, registered; None when the run is stopping."""
+        import subprocess  # here, not on the no-op path (~5 ms)
+
         started = warm() if warm is not None else None  # may wait for the zygote's imports
         with self._guard:
             if not self.stopping:
@@ -151,6 +152,8 @@ class StageProcess(Protocol):
 
 def _stop(procs: list[StageProcess], grace: float) -> None:
     """SIGTERM each process group, SIGKILL those still there after `grace` seconds."""
+    import subprocess
+
     for proc in procs:
         _signal_group(proc, signal.SIGTERM)
     deadline = time.monotonic() + grace

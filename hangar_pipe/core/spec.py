@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hangar_pipe.core import kinds
+from hangar_pipe.core import kinds, yamlfile
 from hangar_pipe.core.files import CodeDep, PathDep, PathOut
 from hangar_pipe.core.kinds import Kind
-from hangar_pipe.core.layout import PARAMS_FILE
+from hangar_pipe.core.layout import PARAMS_FILE, parsed_yaml
 from hangar_pipe.core.params import FORMATS, ParamsDep, Where, load_params, params_format
 from hangar_pipe.core.yamlfile import KeyPath, YamlDoc, keypath_str, load_yaml
 from hangar_pipe.errors import UserError, did_you_mean
@@ -147,6 +147,7 @@ def _check_keys(doc: YamlDoc, value: dict[str, Any], allowed: dict[str, Any], pa
 def load_pipeline(path: Path) -> PipelineSpec:
     """Read and validate pipeline.yaml (path to the file)."""
     root = path.parent.resolve()
+    yamlfile.use_cache(parsed_yaml(root))  # this project's YAML files: parsed once per content
     doc = load_yaml(path, path.name)
     top = doc.data
     if top is None:

@@ -7,7 +7,6 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from hangar_pipe.core import threads
 from hangar_pipe.core.context import RunContext
 from hangar_pipe.core.decisions import (
     Measured,
@@ -21,8 +20,9 @@ from hangar_pipe.core.kinds import Record, record_key, recorded_metrics
 from hangar_pipe.core.runcache import run_key
 from hangar_pipe.core.runner import Job, Processes, StageError, Verify
 from hangar_pipe.core.spec import Stage
-from hangar_pipe.core.stage_state import drop, prepare
 
+# core.threads and core.stage_state are imported where a stage is run or restored, not on the
+# no-op path (each module and dataclass defined costs start-up: docs/benchmarks.md, issue 13.6)
 if TYPE_CHECKING:
     from hangar_pipe.core.warm import WarmWorker
 
@@ -92,6 +92,9 @@ class StageOps:
     def restore(self, name: str) -> str | None:
         """Put back the outputs of an earlier run with the same inputs; that run's id (`lock` for
         pipeline.lock's own entry), or None."""
+        from hangar_pipe.core import threads
+        from hangar_pipe.core.stage_state import drop
+
         stage, measured = self.stage(name), self.measured[name]
         if not self.use_run_cache or not cacheable(stage):
             return None
@@ -139,6 +142,9 @@ class StageOps:
     def launch(self, name: str) -> Job:
         """The stage's working folder, environment and commands, resolved now (main thread); the
         returned job runs them on a pool thread."""
+        from hangar_pipe.core import threads
+        from hangar_pipe.core.stage_state import prepare
+
         stage, ctx = self.stage(name), self.ctx
         for out in stage.outs:  # a run starts from no outputs (but persistent ones), as from scratch
             out.clean(ctx.workspace)
@@ -171,6 +177,8 @@ class StageOps:
 
     def _threads(self, stage: Stage) -> int:
         """The stage's thread count (core.threads), said once per run, and when it is not the usual."""
+        from hangar_pipe.core import threads
+
         recorded = next(((run_id, n) for run_id, entry in self._candidates(stage, self.measured[stage.name])
                          if (n := threads.recorded_count(entry)) is not None), None)
         options = self.ctx.options
@@ -203,6 +211,8 @@ class StageOps:
 
     def record(self, name: str) -> Verify:
         """Measure what the stage wrote, record it in the lock and the caches; the verify outcome."""
+        from hangar_pipe.core.stage_state import drop
+
         stage, ctx, ws = self.stage(name), self.ctx, self.ctx.workspace
         ws.forget_params()  # the stage may have written a params file
         for out in stage.outs:

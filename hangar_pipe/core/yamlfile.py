@@ -3,21 +3,41 @@
 Every read is guarded: bytes that are not UTF-8, a duplicate key, an alias that refers to its
 own node and aliases that expand past `ALIAS_NODES` (an alias bomb) are one-line UserErrors
 naming the file. The guards cost a substring test on files without anchors.
+
+PyYAML is imported on the first parse. With `use_cache(folder)` (the pipeline does it for its
+project) a file whose bytes were parsed before is not parsed again (core/parsed.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hangar_pipe.core.parsed import MISS, ParsedCache
 from hangar_pipe.errors import UserError
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _MERGE = "tag:yaml.org,2002:merge"
+_cache: ParsedCache | None = None
+
+
+def use_cache(folder: Path | None) -> None:
+    """Keep parses in this folder (None: parse every time)."""
+    global _cache
+    _cache = ParsedCache(folder) if folder is not None else None
+
+
+@cache
+def _yaml() -> Any:
+    """PyYAML, imported on first use (~15 ms), with its C loader and dumper where present."""
+    import yaml
+
+    return yaml
+
+
+def _loader() -> Any:
+    return getattr(_yaml(), "CSafeLoader", _yaml().SafeLoader)
 
 ALIAS_NODES = 1_000_000  # an aliased document may expand to this many nodes, or 10x its own
 ALIAS_RATIO = 10
@@ -55,6 +75,7 @@ class YamlDoc:
 
 
 def _children(node: Any) -> list[Any]:
+    yaml = _yaml()
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
     if isinstance(node, yaml.SequenceNode):
@@ -91,7 +112,7 @@ def _mapping_keys(node: Any, path: KeyPath) -> list[tuple[Any, Any, Any]]:
     seen: set[Any] = set()
     found = []
     for key_node, value_node in node.value:
-        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
+        key = key_node.value if isinstance(key_node, _yaml().ScalarNode) else repr(key_node)
         if key == "<<":
             continue
         if key in seen:
@@ -105,6 +126,7 @@ def _mapping_keys(node: Any, path: KeyPath) -> list[tuple[Any, Any, Any]]:
 def _record_lines(root: Any, lines: dict[KeyPath, int]) -> None:
     """The line of every key path, in document order; a node reached again through an alias
     is not walked again (its paths take the alias's line)."""
+    yaml = _yaml()
     walked: set[int] = set()
     stack: list[tuple[Any, KeyPath]] = [(root, ())]
     while stack:
@@ -126,8 +148,9 @@ def _record_lines(root: Any, lines: dict[KeyPath, int]) -> None:
 
 def parse_yaml(text: str, file: str) -> YamlDoc:
     """Parse one YAML document; invalid YAML becomes a one-line UserError."""
+    yaml = _yaml()
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = yaml.compose(text, Loader=_loader())
         lines: dict[KeyPath, int] = {}
         if node is not None:
             if "&" in text:
@@ -164,8 +187,15 @@ def _read(path: Path, file: str) -> bytes:
 
 
 def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
+    """A YAML file with the line of every key (for `file:line: key:` errors)."""
     file = display or str(path)
-    return parse_yaml(decode(_read(path, file), file), file)
+    raw = _read(path, file)
+    if _cache is not None and (kept := _cache.get(str(path), "doc", raw)) is not MISS:
+        return YamlDoc(file, *kept)
+    doc = parse_yaml(decode(raw, file), file)
+    if _cache is not None:
+        _cache.put(str(path), "doc", raw, (doc.data, doc.lines))
+    return doc
 
 
 class _DuplicateKey(Exception):
@@ -176,9 +206,10 @@ class _DuplicateKey(Exception):
 
 def _construct_unique(loader: Any, node: Any, deep: bool = False) -> Any:
     """SafeConstructor.construct_mapping that refuses a key given twice (merged keys aside)."""
+    yaml = _yaml()
     explicit = [k for k, _ in node.value] if isinstance(node, yaml.MappingNode) else []
     merge = any(k.tag == _MERGE for k in explicit)
-    mapping = _Loader.construct_mapping(loader, node, deep=deep)
+    mapping = _loader().construct_mapping(loader, node, deep=deep)
     if merge:
         names = [k.value for k in explicit if k.tag != _MERGE and isinstance(k, yaml.ScalarNode)]
         if len(set(names)) < len(names):
@@ -188,7 +219,9 @@ def _construct_unique(loader: Any, node: Any, deep: bool = False) -> Any:
     return mapping
 
 
-_UniqueKeysLoader: Any = type("_UniqueKeysLoader", (_Loader,), {"construct_mapping": _construct_unique})
+@cache
+def _unique_keys_loader() -> Any:
+    return type("_UniqueKeysLoader", (_loader(),), {"construct_mapping": _construct_unique})
 
 
 def load_data(path: Path, display: str | None = None, unique_keys: bool = True) -> Any:
@@ -196,7 +229,18 @@ def load_data(path: Path, display: str | None = None, unique_keys: bool = True) 
     twice is an error unless `unique_keys` is False."""
     file = display or str(path)
     raw = _read(path, file)
-    loader = (_UniqueKeysLoader if unique_keys else _Loader)(raw)
+    kind = "unique" if unique_keys else "data"
+    if _cache is not None and (kept := _cache.get(str(path), kind, raw)) is not MISS:
+        return kept
+    data = _parse_data(raw, file, unique_keys)
+    if _cache is not None:
+        _cache.put(str(path), kind, raw, data)
+    return data
+
+
+def _parse_data(raw: bytes, file: str, unique_keys: bool) -> Any:
+    yaml = _yaml()
+    loader = (_unique_keys_loader() if unique_keys else _loader())(raw)
     try:
         node = loader.get_single_node()
         if node is not None and b"&" in raw:
@@ -216,5 +260,7 @@ def load_data(path: Path, display: str | None = None, unique_keys: bool = True) 
 
 def dump(data: Any) -> str:
     """Deterministic, human-readable YAML (insertion order kept)."""
-    return str(yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+    yaml = _yaml()
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return str(yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False,
                          allow_unicode=True, width=100))

@@ -108,7 +108,7 @@ def defer_torch_loader() -> None:
         import importlib
 
         real = importlib.import_module(TORCH_LOADER)
-        sys.modules["hangar"].make_torch_dataset = real.make_torch_dataset
+        setattr(sys.modules["hangar"], "make_torch_dataset", real.make_torch_dataset)
         return real.make_torch_dataset(*args, **kwargs)
 
     stand_in.make_torch_dataset = make_torch_dataset  # type: ignore[attr-defined]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hangar_pipe.core.kinds import DataTarget
 from hangar_pipe.errors import UserError
-from hangar_pipe.hangar.fingerprints import FingerprintCache
-from hangar_pipe.hangar.store import HangarStore
+
+if TYPE_CHECKING:  # imported with the first store: a pipeline without Hangar data never needs them
+    from hangar_pipe.hangar.fingerprints import FingerprintCache
+    from hangar_pipe.hangar.store import HangarStore
 
 
 @dataclass
@@ -25,7 +28,8 @@ class HangarData:
     repo: str  # data.repo, relative to the root: the main repository
     ref: str | None  # data.ref
     pinned: str | None = None  # --data-commit, resolved
-    fingerprints: FingerprintCache | None = None  # column fingerprints by (commit, column)
+    fingerprints_file: Path | None = None  # where column fingerprints are kept by (commit, column)
+    fingerprints: FingerprintCache | None = None  # loaded from it with the first store
     _stores: dict[str, HangarStore | None] = field(default_factory=dict)
     _resolved: dict[tuple[str, str | None], tuple[str, str]] = field(default_factory=dict)
 
@@ -33,7 +37,14 @@ class HangarData:
         return (self.root / repo).resolve()
 
     def store(self, repo: str) -> HangarStore | None:
+        if repo not in self._stores and not (self.path(repo) / ".hangar" / "ref.lmdb").is_file():
+            self._stores[repo] = None  # (HangarStore's own test, without importing it)
         if repo not in self._stores:
+            from hangar_pipe.hangar.fingerprints import FingerprintCache
+            from hangar_pipe.hangar.store import HangarStore
+
+            if self.fingerprints is None and self.fingerprints_file is not None:
+                self.fingerprints = FingerprintCache(self.fingerprints_file)
             try:
                 self._stores[repo] = HangarStore(self.path(repo), self.fingerprints)
             except FileNotFoundError:
