@@ -53,3 +53,28 @@ def test_the_table_of_command_modules_matches_their_declarations() -> None:
 def test_help_is_printed_with_h(project: Project) -> None:
     done = project.hpipe("repro", "-h")
     assert "Example:" in done.out and "hpipe repro train" in done.out
+
+
+def test_options_may_come_among_the_arguments_and_are_taken_only_as_spelled() -> None:
+    from hangar_pipe.cli.app import UsageError, parse
+
+    ns = parse(["-C", "/tmp", "repro", "a", "-f", "b", "-j", "2"], declare)
+    assert ns.stages == ["a", "b"] and ns.force and ns.jobs == 2 and str(ns.directory) == "/tmp"
+    ns = parse(["metrics", "diff", "lock", "--md", "workspace"], declare)
+    assert (ns.a, ns.b, ns.md) == ("lock", "workspace", True)
+    with pytest.raises(UsageError, match="unrecognized arguments: --down"):
+        parse(["repro", "--down"], declare)
+
+
+def test_a_bad_hpipe_threads_names_the_variable(project: Project) -> None:
+    from conftest import user_error
+
+    project.pipeline("stages:\n  a:\n    cmd: echo a\n")
+    line = user_error(project.hpipe("repro", env={"HPIPE_THREADS": "0"}, check=None))
+    assert line == "hpipe: error: HPIPE_THREADS: must be 1 or more, got 0"
+    assert project.hpipe("repro", "--threads", "1", env={"HPIPE_THREADS": "0"}).code == 0  # the option wins
+
+
+def test_a_bad_command_line_is_one_line_with_debug_too(project: Project) -> None:
+    done = project.hpipe("--debug", "repro", "--bogus", check=2)
+    assert done.err.strip() == "hpipe: error: unrecognized arguments: --bogus (see --help)"

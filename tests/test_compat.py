@@ -103,6 +103,8 @@ import torch.utils.data
 assert isinstance(dataset, torch.utils.data.Dataset)
 assert sorted(float(dataset[i][0][0]) for i in range(len(dataset))) == [0.0, 1.0, 2.0, 3.0]
 reader.close()
+from hangar.dataloaders.torchloader import TorchDataset  # the rest of the module, when asked for
+assert isinstance(dataset, TorchDataset)
 print("ok")
 """
 

@@ -98,3 +98,18 @@ def test_bad_settings_files_name_file_line_and_key(tmp_path: Path, text: str, wh
 ])
 def test_url_protocols(url: str, protocol: str) -> None:
     assert config.check_url(url) == protocol
+
+
+def test_credentials_are_never_copied_into_the_kept_parses(project: Project) -> None:
+    """Reading the remotes after the pipeline (push, pull, repro --pull) keeps no parse of
+    hpipe.local.yaml in .hpipe/parsed/ (the project's other YAML files are kept)."""
+    from hangar_pipe.pipeline import Pipeline
+
+    _git_project(project)
+    project.hpipe("remote", "add", "s3", "s3://team-bucket/hpipe", "--default")
+    project.hpipe("remote", "modify", "s3", "secret_access_key", "SEKRET")
+    Pipeline.load(project.root)
+    remotes, _ = config.load_remotes(project.root)
+    assert remotes["s3"].options["secret_access_key"] == "SEKRET"
+    kept = list((project.root / ".hpipe" / "parsed").iterdir())
+    assert kept and not any(b"SEKRET" in entry.read_bytes() for entry in kept)

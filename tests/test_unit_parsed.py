@@ -14,7 +14,7 @@ from hangar_pipe.errors import UserError
 
 
 def test_an_entry_answers_only_for_the_bytes_it_was_parsed_from(tmp_path: Path) -> None:
-    cache = ParsedCache(tmp_path / "parsed")
+    cache = ParsedCache(tmp_path, tmp_path / ".hpipe" / "parsed")
     assert cache.get("a.yaml", "doc", b"x: 1\n") is MISS
     cache.put("a.yaml", "doc", b"x: 1\n", ({"x": 1}, {("x",): 1}))
     assert cache.get("a.yaml", "doc", b"x: 1\n") == ({"x": 1}, {("x",): 1})
@@ -24,19 +24,37 @@ def test_an_entry_answers_only_for_the_bytes_it_was_parsed_from(tmp_path: Path) 
 
 
 def test_a_damaged_entry_is_a_miss_and_an_unmarshallable_result_is_not_kept(tmp_path: Path) -> None:
-    cache = ParsedCache(tmp_path / "parsed")
+    cache = ParsedCache(tmp_path, tmp_path / ".hpipe" / "parsed")
     cache.put("a.yaml", "doc", b"x: 1\n", {"x": 1})
-    (entry,) = (tmp_path / "parsed").iterdir()
+    (entry,) = (tmp_path / ".hpipe" / "parsed").iterdir()
     entry.write_bytes(b"\x00garbage")
     assert cache.get("a.yaml", "doc", b"x: 1\n") is MISS
     cache.put("d.yaml", "data", b"d: 2020-01-01\n", {"d": datetime.date(2020, 1, 1)})
     assert cache.get("d.yaml", "data", b"d: 2020-01-01\n") is MISS
-    assert not list((tmp_path / "parsed").glob("*.tmp"))
+    assert not list((tmp_path / ".hpipe" / "parsed").glob("*.tmp"))
+
+
+def test_a_folder_that_cannot_be_written_costs_only_the_next_parse(tmp_path: Path) -> None:
+    (tmp_path / ".hpipe").mkdir()
+    (tmp_path / ".hpipe" / "parsed").write_text("a file where the folder belongs")
+    cache = ParsedCache(tmp_path, tmp_path / ".hpipe" / "parsed")
+    cache.put("a.yaml", "doc", b"x: 1\n", {"x": 1})  # no error
+    assert cache.get("a.yaml", "doc", b"x: 1\n") is MISS
+    gone = ParsedCache(tmp_path / "deleted", tmp_path / "deleted" / ".hpipe" / "parsed")
+    gone.put("a.yaml", "doc", b"x: 1\n", {"x": 1})
+    assert not (tmp_path / "deleted").exists()  # a project that is gone is not made again
+
+
+def test_only_files_inside_the_project_are_kept(tmp_path: Path) -> None:
+    cache = ParsedCache(tmp_path / "p", tmp_path / "p" / ".hpipe" / "parsed")
+    assert cache.holds(tmp_path / "p" / "params.yaml") and cache.holds(tmp_path / "p" / "sub" / "x.yaml")
+    assert not cache.holds(tmp_path / "other" / "params.yaml")
+    assert not cache.holds(tmp_path / "p" / ".hpipe" / "x.yaml")
 
 
 @pytest.fixture
 def kept(tmp_path: Path):
-    yamlfile.use_cache(tmp_path / "parsed")
+    yamlfile.use_cache(tmp_path, tmp_path / ".hpipe" / "parsed")
     yield tmp_path
     yamlfile.use_cache(None)
 

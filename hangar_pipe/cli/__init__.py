@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app.run(args, declare)
     except UserError as exc:
-        if app.options["debug"] or "--debug" in args:
+        if (app.options["debug"] or "--debug" in args) and not isinstance(exc, app.UsageError):
             raise
         print(f"hpipe: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -2,9 +2,9 @@
 
 A command is a plain function, its arguments `arg(...)`/`opt(...)` (argparse's own keywords) and
 its docstring the help (first line: the summary in `hpipe --help`; an `Example:` line in each).
-The parser is built from the declarations on every call: argparse costs a few milliseconds,
-against ~65 ms to import typer (hpipe's earlier frame) and ~40 ms for it to build the commands,
-on a no-op `hpipe status` of ~150 ms (docs/benchmarks.md, issue 13 part 6).
+The parser is built from the declarations on every call, for the invoked command only: argparse
+costs ~5 ms, against ~65 ms to import typer (hpipe's earlier frame) and ~40 ms for it to build
+every command, on a no-op `hpipe status` now of ~100 ms (docs/benchmarks.md, issue 13 part 6).
 """
 
 from __future__ import annotations
@@ -92,7 +92,11 @@ def command(*path: str, args: tuple[Arg, ...] | list[Arg] = ()) -> Callable[[Cal
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises a UsageError (one line, exit 2) instead of printing usage and exiting."""
+    """argparse that raises a UsageError (one line, exit 2) instead of printing usage and exiting,
+    and takes options only as spelled (`--down` is not `--downstream`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
     def error(self, message: str) -> Any:
         raise UsageError(_reword(message, self))
@@ -115,59 +119,88 @@ def _reword(message: str, parser: argparse.ArgumentParser) -> str:
     return message.removeprefix("argument ")
 
 
-_FORMAT = argparse.RawDescriptionHelpFormatter
-
-
-def build_parser(word: str | None = None) -> Parser:
-    """The command line, from the declarations (the CLI modules must be imported): every command,
-    or those under one first word (a command line runs one; argparse's set-up is ~0.1 ms each)."""
-    top = Parser(prog="hpipe", description="Reproducible ML pipelines over versioned Hangar tensor data.",
-                 formatter_class=_FORMAT)
+def _global_parser() -> Parser:
+    """`hpipe`'s own options, before the command word."""
+    top = Parser(prog="hpipe", description="Reproducible ML pipelines over versioned Hangar tensor data.")
     top.add_argument("--debug", action="store_true", help="Show tracebacks on errors.")
     top.add_argument("-C", dest="directory", type=Path, metavar="DIR", help="Run as if started in this folder.")
     top.add_argument("--version", action="store_true", help="Print the version and exit.")
-    words = top.add_subparsers(metavar="COMMAND", title="commands", dest="command", parser_class=Parser)
-    groups: dict[str, Any] = {}
-    for cmd in COMMANDS:
-        if word is not None and cmd.path[0] != word:
-            continue
-        under = words
-        if len(cmd.path) == 2:
-            under = groups.get(cmd.path[0]) or _add_group(words, cmd.path[0], groups)
-        sub = under.add_parser(cmd.path[-1], help=cmd.summary, description=cmd.help, formatter_class=_FORMAT)
-        for a in cmd.args:
-            sub.add_argument(*a.flags, **a.kwargs)
-        sub.set_defaults(_command=cmd)
     return top
 
 
+def build_parser() -> Parser:
+    """The whole command line, from the declarations (the CLI modules must be imported): for
+    `hpipe --help`, a group's help, and the errors of a command line that names no command."""
+    top = _global_parser()
+    words = top.add_subparsers(metavar="COMMAND", title="commands", dest="command", parser_class=Parser)
+    groups: dict[str, Any] = {}
+    for cmd in COMMANDS:
+        under = words
+        if len(cmd.path) == 2:
+            under = groups.get(cmd.path[0]) or _add_group(words, cmd.path[0], groups)
+        sub = under.add_parser(cmd.path[-1], help=cmd.summary, description=cmd.help)
+        _add_arguments(sub, cmd)
+    return top
+
+
+def _add_arguments(parser: Parser, cmd: Command) -> Parser:
+    for a in cmd.args:
+        parser.add_argument(*a.flags, **a.kwargs)
+    parser.set_defaults(_command=cmd)
+    return parser
+
+
 def _add_group(words: Any, name: str, groups: dict[str, Any]) -> Any:
-    parser = words.add_parser(name, help=GROUPS[name].rstrip("."), description=GROUPS[name], formatter_class=_FORMAT)
+    parser = words.add_parser(name, help=GROUPS[name].rstrip("."), description=GROUPS[name])
     parser.set_defaults(_help=parser)
     groups[name] = parser.add_subparsers(metavar="COMMAND", title="commands", dest="sub", parser_class=Parser)
     return groups[name]
 
 
-def _first_word(argv: list[str]) -> str | None:
-    """The command word of a command line (after the global options), or None."""
-    args = iter(argv)
-    for a in args:
+def _word_at(argv: list[str]) -> int | None:
+    """Where the command word of a command line is (after the global options), or None."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
         if a == "-C":
-            next(args, None)
-        elif a not in ("--debug", "--version") and not a.startswith("-C"):
-            return None if a.startswith("-") else a
+            i += 2
+        elif a in ("--debug", "--version") or a.startswith("-C"):
+            i += 1
+        else:
+            return None if a.startswith("-") else i
     return None
 
 
+def _named(argv: list[str], at: int | None) -> tuple[Command, int] | None:
+    """The declared command a command line names, and where its own arguments start."""
+    if at is None:
+        return None
+    for cmd in COMMANDS:
+        if tuple(argv[at:at + len(cmd.path)]) == cmd.path:
+            return cmd, at + len(cmd.path)
+    return None
+
+
+def parse(argv: list[str], declare: Callable[[str | None], None]) -> argparse.Namespace:
+    """The command line parsed; `declare(word)` imports the modules that declare the word's
+    commands (all, for None). A command's options may come anywhere among its arguments
+    (`hpipe repro a -f b`); only the command's own parser is built (~1 ms, not ~5)."""
+    at = _word_at(argv)
+    declare(argv[at] if at is not None else None)
+    named = _named(argv, at)
+    if named is None:  # `hpipe`, `hpipe --help`, `hpipe metrics`, a word no module declares
+        declare(None)
+        return build_parser().parse_args(argv)
+    cmd, start = named
+    ns = _global_parser().parse_args(argv[:at])
+    own = Parser(prog=f"hpipe {' '.join(cmd.path)}", description=cmd.help)
+    vars(ns).update(vars(_add_arguments(own, cmd).parse_intermixed_args(argv[start:])))
+    return ns
+
+
 def run(argv: list[str], declare: Callable[[str | None], None]) -> int:
-    """Parse argv and run the command it names; its exit code (SystemExit passes through).
-    `declare(word)` imports the modules that declare the word's commands (all, for None)."""
-    word = _first_word(argv)
-    declare(word)
-    if not any(cmd.path[0] == word for cmd in COMMANDS):
-        word = None  # a word no module declares: the whole command line, to say so
-    parser = build_parser(word)
-    ns = parser.parse_args(argv)
+    """Parse argv and run the command it names; its exit code (SystemExit passes through)."""
+    ns = parse(argv, declare)
     options["debug"] = ns.debug
     if ns.debug:  # stage processes too: a `uses:` stage then shows the traceback of its error
         os.environ["HPIPE_DEBUG"] = "1"
@@ -178,7 +211,7 @@ def run(argv: list[str], declare: Callable[[str | None], None]) -> int:
         return 0
     cmd: Command | None = getattr(ns, "_command", None)
     if cmd is None:  # `hpipe`, `hpipe metrics`: the help
-        getattr(ns, "_help", parser).print_help(sys.stderr)
+        (getattr(ns, "_help", None) or build_parser()).print_help(sys.stderr)
         return 2
     if ns.directory is not None:
         try:

@@ -1,5 +1,6 @@
 """`hpipe repro`, `status`, `dag` and `init`: bring the pipeline up to date, say what would run, draw it."""
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,7 @@ from hangar_pipe.cli.console import ConsoleReporter, Style, out, stage_line, sum
 from hangar_pipe.core.context import ReproOptions
 from hangar_pipe.core.reporter import JsonLinesReporter, Reporter
 from hangar_pipe.core.runner import RunResult
+from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline
 
 STAGES = arg("stages", nargs="*", metavar="STAGE", help="Stages (or output paths) to consider (default: all).")
@@ -37,7 +39,7 @@ REPRO = [
     opt("-r", "--remote", help="With --pull: the remote (default: the default remote)."),
     opt("--no-resume", flag=True, help="Start stages over: delete what a killed run left them to resume from"
                                        " (their HPIPE_STATE_DIR)."),
-    opt("--threads", type=at_least(1), metavar="N", default=os.environ.get("HPIPE_THREADS") or None,
+    opt("--threads", type=at_least(1), metavar="N",
         help="CPU threads for each built-in stage (default: $HPIPE_THREADS, else as recorded for the same"
              " inputs, else the cores / -j)."),
 ]
@@ -52,6 +54,8 @@ def repro(stages: list[str], force: bool, single_item: bool, downstream: bool, d
 
     Example: `hpipe repro train` brings train and what it needs up to date.
     """
+    if threads is None:
+        threads = _threads_from_env()
     pipeline = Pipeline.load()
     options = ReproOptions(force=force, single=single_item, downstream=downstream, dry_run=dry_run,
                            keep_going=keep_going, jobs=jobs, data_commit=data_commit,
@@ -67,6 +71,17 @@ def repro(stages: list[str], force: bool, single_item: bool, downstream: bool, d
     if result.interrupted:
         return 130
     return 1 if not result.ok or (verify and any(isinstance(r.verify, dict) for r in result.stages)) else 0
+
+
+def _threads_from_env() -> int | None:
+    """$HPIPE_THREADS, the default of --threads (a bad value names the variable)."""
+    text = os.environ.get("HPIPE_THREADS", "").strip()
+    if not text:
+        return None
+    try:
+        return at_least(1)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UserError(f"HPIPE_THREADS: {exc}") from None
 
 
 def _print_verify(result: RunResult) -> None:

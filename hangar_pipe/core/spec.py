@@ -147,7 +147,7 @@ def _check_keys(doc: YamlDoc, value: dict[str, Any], allowed: dict[str, Any], pa
 def load_pipeline(path: Path) -> PipelineSpec:
     """Read and validate pipeline.yaml (path to the file)."""
     root = path.parent.resolve()
-    yamlfile.use_cache(parsed_yaml(root))  # this project's YAML files: parsed once per content
+    yamlfile.use_cache(root, parsed_yaml(root))  # this project's YAML files: parsed once per content
     doc = load_yaml(path, path.name)
     top = doc.data
     if top is None:

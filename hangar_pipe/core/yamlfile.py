@@ -22,10 +22,14 @@ _MERGE = "tag:yaml.org,2002:merge"
 _cache: ParsedCache | None = None
 
 
-def use_cache(folder: Path | None) -> None:
-    """Keep parses in this folder (None: parse every time)."""
+def use_cache(root: Path | None, folder: Path | None = None) -> None:
+    """Keep the parses of files under `root` in `folder` (None: parse every time)."""
     global _cache
-    _cache = ParsedCache(folder) if folder is not None else None
+    _cache = ParsedCache(root, folder) if root is not None and folder is not None else None
+
+
+def _kept(path: Path, keep: bool) -> ParsedCache | None:
+    return _cache if keep and _cache is not None and _cache.holds(path) else None
 
 
 @cache
@@ -186,15 +190,17 @@ def _read(path: Path, file: str) -> bytes:
         raise UserError("file not found", file=file) from None
 
 
-def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
-    """A YAML file with the line of every key (for `file:line: key:` errors)."""
+def load_yaml(path: Path, display: str | None = None, keep: bool = True) -> YamlDoc:
+    """A YAML file with the line of every key (for `file:line: key:` errors); `keep=False`: a
+    file whose parse must not be kept (it holds secrets)."""
     file = display or str(path)
     raw = _read(path, file)
-    if _cache is not None and (kept := _cache.get(str(path), "doc", raw)) is not MISS:
+    cache = _kept(path, keep)
+    if cache is not None and (kept := cache.get(str(path), "doc", raw)) is not MISS:
         return YamlDoc(file, *kept)
     doc = parse_yaml(decode(raw, file), file)
-    if _cache is not None:
-        _cache.put(str(path), "doc", raw, (doc.data, doc.lines))
+    if cache is not None:
+        cache.put(str(path), "doc", raw, (doc.data, doc.lines))
     return doc
 
 
@@ -230,11 +236,12 @@ def load_data(path: Path, display: str | None = None, unique_keys: bool = True) 
     file = display or str(path)
     raw = _read(path, file)
     kind = "unique" if unique_keys else "data"
-    if _cache is not None and (kept := _cache.get(str(path), kind, raw)) is not MISS:
+    cache = _kept(path, True)
+    if cache is not None and (kept := cache.get(str(path), kind, raw)) is not MISS:
         return kept
     data = _parse_data(raw, file, unique_keys)
-    if _cache is not None:
-        _cache.put(str(path), kind, raw, data)
+    if cache is not None:
+        cache.put(str(path), kind, raw, data)
     return data
 
 

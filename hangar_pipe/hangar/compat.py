@@ -95,23 +95,32 @@ TORCH_LOADER = "hangar.dataloaders.torchloader"
 
 def defer_torch_loader() -> None:
     """Before `import hangar`: a stand-in for its torch loader module, so that importing Hangar
-    does not import torch; its `make_torch_dataset` imports the real module when first called."""
+    does not import torch; the real module is imported when anything of it is first used."""
     import sys
 
     if TORCH_LOADER in sys.modules:
         return
     stand_in = ModuleType(TORCH_LOADER, "Stands in for Hangar's torch loader until it is used (hangar_pipe compat).")
 
-    def make_torch_dataset(*args: Any, **kwargs: Any) -> Any:
+    def real() -> ModuleType:
         if sys.modules.get(TORCH_LOADER) is stand_in:
             del sys.modules[TORCH_LOADER]
         import importlib
 
-        real = importlib.import_module(TORCH_LOADER)
-        setattr(sys.modules["hangar"], "make_torch_dataset", real.make_torch_dataset)
-        return real.make_torch_dataset(*args, **kwargs)
+        module = importlib.import_module(TORCH_LOADER)
+        setattr(sys.modules["hangar"], "make_torch_dataset", module.make_torch_dataset)
+        return module
+
+    def make_torch_dataset(*args: Any, **kwargs: Any) -> Any:
+        return real().make_torch_dataset(*args, **kwargs)
+
+    def __getattr__(name: str) -> Any:  # TorchDataset, ... (not the import system's dunder probes)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(real(), name)
 
     stand_in.make_torch_dataset = make_torch_dataset  # type: ignore[attr-defined]
+    stand_in.__getattr__ = __getattr__  # type: ignore[method-assign]
     sys.modules[TORCH_LOADER] = stand_in
 
 

@@ -51,7 +51,7 @@ class ConfigFile:
     def read(cls, path: Path) -> ConfigFile:
         if not path.exists():
             return cls(path)
-        doc = load_yaml(path, path.name)
+        doc = load_yaml(path, path.name, keep=False)  # credentials: never copied to .hpipe/parsed
         data = doc.data if doc.data is not None else {}
         if not isinstance(data, dict):
             raise doc.error((), "expected a mapping with 'remotes' and 'default_remote'")
