@@ -99,9 +99,8 @@ def main() -> None:
     torch.set_num_threads(1)
     folder = WORK / "hangar-train"
     commit = make_hangar_repo(folder, 50_000, 784)
-    dataset = ColumnsDataset(["imgs", "labels"], repo=folder, commit=commit, cache_dir=False)
-    n = args.samples
-    dataset.keys, dataset.tensors = dataset.keys[:n], tuple(t[:n].clone() for t in dataset.tensors)
+    n = args.samples  # the first n samples (Hangar's index_range selection)
+    dataset = ColumnsDataset(["imgs", "labels"], repo=folder, commit=commit, index_range=slice(0, n), cache_dir=False)
     x, y = dataset.tensors[0], dataset.tensors[1].reshape(-1)
     print(f"## The training loop, in one process\n\nMachine: {machine()}\n")
     loops = {"plain loop": plain_epoch(x, y, False, args.rounds),
