@@ -27,7 +27,7 @@ from typing import Any
 from hangar_pipe.core.reporter import Reporter
 from hangar_pipe.core.spec import ADDRESS
 from hangar_pipe.errors import TransferError, UserError
-from hangar_pipe.hangar import compat
+from hangar_pipe.hangar import compat, is_repository
 from hangar_pipe.hangar.store import HangarStore, short
 
 REMOTE = "hpipe"  # the name of the Hangar remote hpipe adds to the repository
@@ -214,7 +214,7 @@ def fetch_records(repo_folder: Path, address: str, branch: str | None = None) ->
     in `repo_folder` yet, it is created from the server's (a clone: records only, no data)."""
     from hangar_pipe.hangar.write import check_lock, open_repository
 
-    exists = (repo_folder / ".hangar" / "ref.lmdb").is_file()
+    exists = is_repository(repo_folder)
     if branch is None:
         branch = _head_branch(repo_folder) if exists else "master"
     check_reachable(address)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from hangar_pipe.core.kinds import DataTarget
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar import is_repository
 
 if TYPE_CHECKING:  # imported with the first store: a pipeline without Hangar data never needs them
     from hangar_pipe.hangar.fingerprints import FingerprintCache
@@ -37,8 +38,8 @@ class HangarData:
         return (self.root / repo).resolve()
 
     def store(self, repo: str) -> HangarStore | None:
-        if repo not in self._stores and not (self.path(repo) / ".hangar" / "ref.lmdb").is_file():
-            self._stores[repo] = None  # (HangarStore's own test, without importing it)
+        if repo not in self._stores and not is_repository(self.path(repo)):
+            self._stores[repo] = None  # (without importing HangarStore)
         if repo not in self._stores:
             from hangar_pipe.hangar.fingerprints import FingerprintCache
             from hangar_pipe.hangar.store import HangarStore

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar import is_repository
 from hangar_pipe.hangar.record_diff import by_key, sample_counts
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class HangarStore:
         self.fingerprints = fingerprints  # column states by (commit, column), kept across runs
         self._checked = False  # whether the lmdb files were checked for truncation (cache hits)
         self.dir = path / ".hangar"
-        if not (self.dir / "ref.lmdb").is_file():
+        if not is_repository(path):
             raise FileNotFoundError(f"no Hangar repository in {path}")
         self._envs: dict[str, Any] = {}
         self._flat: dict[str, bytes] = {}
