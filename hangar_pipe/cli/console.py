@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+from hangar_pipe.cli.app import terminal_width
 from hangar_pipe.core.decisions import describe
 from hangar_pipe.core.reporter import SilentReporter
 from hangar_pipe.core.runner import RunResult, StageResult
@@ -23,11 +23,6 @@ _COLOURS = {"ran": "32", "restored": "36", "failed": "31", "blocked": "31", "int
 
 def out(text: str) -> None:
     print(text, flush=True)
-
-
-def terminal_width() -> int:
-    """The terminal's width: $COLUMNS if set, else the tty's; 80 when piped (or unknown)."""
-    return shutil.get_terminal_size((80, 24)).columns
 
 
 def use_colour(stream: Any = None) -> bool:

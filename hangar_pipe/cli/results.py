@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hangar_pipe.cli.app import Arg, arg, at_least, command, group, opt
-from hangar_pipe.cli.console import out, print_table, terminal_width
+from hangar_pipe.cli.app import Arg, arg, at_least, command, group, opt, terminal_width
+from hangar_pipe.cli.console import out, print_table
 from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline
 

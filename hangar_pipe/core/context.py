@@ -110,6 +110,9 @@ class ReproOptions:
 
 @dataclass
 class RunContext:
+    """What one command works with: the pipeline, its graph and workspace, the lock, the caches,
+    the history, the options and the reporter (built by `Pipeline`, passed to every step)."""
+
     spec: PipelineSpec
     graph: Graph
     workspace: Workspace

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,6 +95,8 @@ class PathOut(PathDep):
         if path.is_symlink() or path.is_file():
             path.unlink()
         elif path.is_dir():
+            import shutil  # (lazily: see cli/app.terminal_width)
+
             shutil.rmtree(path)
 
     def ignored(self, ws: Workspace) -> list[Path]:

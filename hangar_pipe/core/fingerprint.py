@@ -20,6 +20,8 @@ class StatCache(Protocol):
 
 @dataclass(frozen=True)
 class Fingerprint:
+    """A file's or a folder's content: its xxhash, its size, and for a folder how many files."""
+
     hash: str
     size: int
     nfiles: int | None = None  # set for folders

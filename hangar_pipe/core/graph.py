@@ -29,6 +29,8 @@ def _ancestors(path: str) -> list[str]:
 
 @dataclass
 class Graph:
+    """The stages' dependency graph: who reads whose output (`upstream`), who writes each output."""
+
     spec: PipelineSpec
     upstream: dict[str, set[str]] = field(default_factory=dict)
     producers: dict[str, str] = field(default_factory=dict)  # output key -> stage

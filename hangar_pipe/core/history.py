@@ -33,6 +33,9 @@ _SCHEMA = ("CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, started REAL, 
 
 @dataclass
 class RunRecord:
+    """One run in `.hpipe/runs.db`: when, how it ended, the data commits read, each stage's
+    result, and the params and metrics at its end."""
+
     id: str
     started: float
     ended: float

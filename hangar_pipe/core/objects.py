@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -274,6 +273,8 @@ def _copy_open(fin: Any, fout: Any) -> None:
             raise
         for f in (fin, fout):  # (what the kernel copied moved the descriptors, not the buffers)
             f.seek(os.lseek(f.fileno(), 0, os.SEEK_CUR))
+        import shutil  # (lazily: see cli/app.terminal_width)
+
         shutil.copyfileobj(fin, fout, 1 << 20)
 
 
@@ -296,7 +297,7 @@ def _place(target: Path, build: Callable[[Path], None]) -> None:
         _remove(old)
         target.rename(old)
         tmp.rename(target)
-        shutil.rmtree(old)
+        _rmtree(old)
     else:
         os.replace(tmp, target)
 
@@ -309,11 +310,17 @@ def _is_object(path: Path) -> bool:
         return False
 
 
+def _rmtree(path: Path) -> None:
+    import shutil  # (lazily: see cli/app.terminal_width)
+
+    shutil.rmtree(path)
+
+
 def _remove(path: Path) -> None:
     """Remove a file, a link (itself) or a folder, if there is one. No chmod: unlinking needs only
     the folder's write permission, and a mode change could follow a link out of the project."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        _rmtree(path)
     elif os.path.lexists(path):
         path.unlink()
 

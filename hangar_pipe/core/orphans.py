@@ -50,6 +50,8 @@ def group_alive(pgid: int) -> bool:
 
 @dataclass(frozen=True)
 class Orphan:
+    """A stage's process group left running by a killed run."""
+
     stage: str
     pgid: int
 

@@ -33,6 +33,8 @@ State = Literal["ran", "restored", "skipped", "would run", "failed", "blocked", 
 
 @dataclass
 class StageResult:
+    """What became of one stage in a run: its state and why (the decision's data)."""
+
     name: str
     state: State
     reasons: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +50,8 @@ class StageResult:
 
 @dataclass
 class RunResult:
+    """What became of every stage a run selected, in order."""
+
     stages: list[StageResult] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0

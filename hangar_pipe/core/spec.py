@@ -59,6 +59,8 @@ class DataDefaults:
 
 @dataclass
 class Stage:
+    """One stage of pipeline.yaml as parsed: a `cmd` or a built-in (`uses`), and its inputs and outputs."""
+
     name: str
     cmd: str | list[str] | None
     uses: str | None
@@ -92,6 +94,8 @@ class Stage:
 
 @dataclass
 class PipelineSpec:
+    """pipeline.yaml as parsed: its stages in file order, and the data defaults."""
+
     root: Path
     file: str
     data: DataDefaults
