@@ -93,6 +93,15 @@ class Pipeline:
             stat_cache.close()
             data.close()
 
+    def data_commit_of(self, ref: str | None = None) -> str | None:
+        """The commit a ref names in data.repo (None: the head of data.ref); None with no data yet."""
+        with self.workspace() as ws:
+            if ws.data is None:
+                return None
+            if ref is not None:
+                ws.data.pin(ref)
+            return ws.data.main_commit()
+
     def context(self, ws: Workspace, options: ReproOptions, reporter: Reporter) -> RunContext:
         cache = layout.cache_dir(self.root)
         return RunContext(spec=self.spec, graph=self.graph, workspace=ws, lock=self.lock,

@@ -150,10 +150,10 @@ def _numeric(value: Scalar) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def metric_keys(records: list[RunRecord]) -> list[MetricKey]:
-    """Every numeric metric of the runs, headline first: accuracies, then losses, then the
-    rest; shallower names first."""
-    keys = {(f, k) for r in records for f, values in r.metrics.items() for k, v in values.items()
+def metric_keys(tables: list[Table]) -> list[MetricKey]:
+    """Every numeric metric in the runs' metrics tables, headline first: accuracies, then
+    losses, then the rest; shallower names first."""
+    keys = {(f, k) for table in tables for f, values in table.items() for k, v in values.items()
             if _numeric(v)}
     def rank(key: MetricKey) -> tuple[int, int, str, str]:
         name = key[1].lower()
@@ -208,7 +208,7 @@ def _id_columns(records: list[RunRecord], every: list[str]) -> list[Column]:
 def metrics_columns(records: list[RunRecord], every: list[str], precision: int) -> list[Column]:
     """`hpipe metrics show --runs`: run, data commit and one column per numeric metric, headline
     first. `every`: the ids of all recorded runs (a shown id prefix must be unique among them)."""
-    keys = metric_keys(records)
+    keys = metric_keys([r.metrics for r in records])
     names = short_metric_names(keys)
     return _id_columns(records, every) + [_metric_column(records, key, names[key], precision, 2 + i)
                                           for i, key in enumerate(keys)]
@@ -238,7 +238,7 @@ _HEADLINE_RANKS = (2, 4, 6)  # the first metric ranks just after the data commit
 def run_columns(records: list[RunRecord], every: list[str], precision: int) -> list[Column]:
     """`hpipe runs`: run, when, data commit, three headline metrics, what ran, exit, time taken.
     `every`: the ids of all recorded runs (a shown id prefix must be unique among them)."""
-    keys = metric_keys(records)
+    keys = metric_keys([r.metrics for r in records])
     names = short_metric_names(keys)
     stamps = [datetime.fromtimestamp(r.started).astimezone() for r in records]
     seconds = [max(r.ended - r.started, 0.0) for r in records]

@@ -26,7 +26,8 @@ _python_format = warnings.formatwarning
 MODULES = {"hangar_pipe.cli.run": ("repro", "status", "commit", "dag", "init"),
            "hangar_pipe.cli.results": ("metrics", "runs", "params", "gc", "plots"),
            "hangar_pipe.cli.data": ("data",),
-           "hangar_pipe.cli.remote": ("remote", "push", "pull")}
+           "hangar_pipe.cli.remote": ("remote", "push", "pull"),
+           "hangar_pipe.cli.exp": ("exp",)}
 
 
 def declare(word: str | None = None) -> None:
@@ -53,6 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("\nhpipe: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # `hpipe runs --csv | head -1`: the reader has all it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no error at exit's flush)
+        sys.exit(141)
     sys.exit(code)
 
 

@@ -18,6 +18,14 @@ DATA_COMMIT = opt("--data-commit", metavar="REF",
                   help="Read data.repo at this branch or commit; hold back stages that write Hangar data.")
 VERBOSE = opt("-v", "--verbose", flag=True, help="Every reason in full, however long.")
 
+def tag(text: str) -> tuple[str, str]:
+    """`--tag KEY=VALUE`."""
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    return key.strip(), value
+
+
 REPRO = [
     STAGES,
     opt("-f", "--force", flag=True, help="Run the selected stages even if unchanged."),
@@ -42,6 +50,8 @@ REPRO = [
     opt("--threads", type=at_least(1), metavar="N",
         help="CPU threads for each built-in stage (default: $HPIPE_THREADS, else as recorded for the same"
              " inputs, else the cores / -j)."),
+    opt("--tag", dest="tags", action="append", type=tag, default=[], metavar="KEY=VALUE",
+        help="Record this with the run in the history (`hpipe runs --json` shows it); repeatable."),
 ]
 
 
@@ -49,7 +59,7 @@ REPRO = [
 def repro(stages: list[str], force: bool, single_item: bool, downstream: bool, dry_run: bool,
           keep_going: bool, jobs: int, data_commit: str | None, no_run_cache: bool, verify: bool,
           as_json: bool, verbose: bool, quiet: bool, pull: bool, remote: str | None, no_resume: bool,
-          threads: int | None) -> int:
+          threads: int | None, tags: list[tuple[str, str]]) -> int:
     """Run every stage whose inputs changed, and record what ran in pipeline.lock.
 
     Example: `hpipe repro train` brings train and what it needs up to date.
@@ -60,7 +70,7 @@ def repro(stages: list[str], force: bool, single_item: bool, downstream: bool, d
     options = ReproOptions(force=force, single=single_item, downstream=downstream, dry_run=dry_run,
                            keep_going=keep_going, jobs=jobs, data_commit=data_commit,
                            run_cache=not no_run_cache, verify=verify, pull=pull, remote=remote,
-                           resume=not no_resume, threads=threads)
+                           resume=not no_resume, threads=threads, tags=dict(tags))
     reporter: Reporter = (JsonLinesReporter() if as_json else
                           ConsoleReporter(pipeline.stages, Style.for_terminal(verbose), quiet=quiet))
     result = pipeline.repro(stages or None, options, reporter)

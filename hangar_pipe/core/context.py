@@ -106,6 +106,7 @@ class ReproOptions:
     remote: str | None = None  # with `pull`: the remote's name (default: the default remote)
     resume: bool = True  # a stage may resume what a killed run left in its HPIPE_STATE_DIR
     threads: int | None = None  # CPU threads of each built-in stage (None: recorded, else auto: core.threads)
+    tags: dict[str, str] = field(default_factory=dict)  # recorded with the run (`--tag`; an experiment's point)
 
 
 @dataclass

@@ -108,6 +108,8 @@ class Graph:
         for t in targets:
             if t in self.stages:
                 names.append(t)
+            elif generated := [n for n in self.stages if n.startswith(f"{t}@")]:  # a foreach/matrix
+                names += generated
             elif writers := self.producers_of_path(posixpath.normpath(t)):
                 names += sorted(writers)
             else:

@@ -45,6 +45,7 @@ class RunRecord:
     stages: list[dict[str, Any]] = field(default_factory=list)
     params: Table = field(default_factory=dict)
     metrics: Table = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # `repro --tag`; exp run: experiment, point, overrides
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

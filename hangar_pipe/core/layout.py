@@ -66,6 +66,11 @@ def parsed_yaml(root: Path) -> Path:
     return root / STATE_DIR / "parsed"
 
 
+def experiments(root: Path) -> Path:
+    """One folder per experiment (`hpipe exp run`): its points' records, logs and workspaces."""
+    return root / STATE_DIR / "exps"
+
+
 def stage_states(root: Path) -> Path:
     """One folder per stage that keeps resumable state (core/stage_state.py)."""
     return root / STATE_DIR / "state"

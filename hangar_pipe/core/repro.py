@@ -127,7 +127,8 @@ def record_run(ctx: RunContext, result: RunResult, order: list[str]) -> None:
         id=ctx.run_id, started=ctx.started, ended=time.time(), status=status,
         data=ctx.data.commits(), data_commit=ctx.data.main_commit(),
         stages=[r.to_dict() for r in result.stages], params=params,
-        metrics=current_metrics([s for s in stages if s.name not in broken], ctx.workspace)))
+        metrics=current_metrics([s for s in stages if s.name not in broken], ctx.workspace),
+        tags=dict(ctx.options.tags)))
 
 
 def commit(ctx: RunContext, targets: list[str] | None = None) -> list[str]:

@@ -35,7 +35,8 @@ BUILTIN_INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, list[str]]]] = {}
 #: stage's params files (path relative to its wdir -> data, None if unreadable), read only then.
 BUILTIN_CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {}
 
-_TOP_KEYS = {"data": dict, "stages": dict}
+_TOP_KEYS = {"data": dict, "stages": dict, "vars": list}
+_TEMPLATE_KEYS = {"foreach", "do", "matrix", "vars"}
 _DATA_KEYS = {"repo": str, "ref": str, "remote": str}
 #: `data.remote`: the `host:port` of a `hangar server` (a name, IPv4, or [IPv6] host; no scheme).
 ADDRESS = re.compile(r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})$")
@@ -169,13 +170,27 @@ def load_pipeline(path: Path) -> PipelineSpec:
     if remote is not None:
         remote = _check_address(doc, remote)
     data = DataDefaults(repo=repo, ref=data_raw.get("ref"), remote=remote)
+    for name in top.get("stages") or {}:
+        if not isinstance(name, str) or not STAGE_NAME.match(name):
+            raise doc.error(("stages", name), f"invalid stage name '{name}' (letters, digits, _ . -)")
+    if _templated(top):
+        from hangar_pipe.core import template
+
+        doc = template.expand(doc, root)
+        top = doc.data
     spec = PipelineSpec(root, path.name, data, doc)
     for name, body in (top.get("stages") or {}).items():
-        keypath: KeyPath = ("stages", name)
-        if not isinstance(name, str) or not STAGE_NAME.match(name):
-            raise doc.error(keypath, f"invalid stage name '{name}' (letters, digits, _ . -)")
-        spec.stages[name] = _parse_stage(doc, root, data, name, body, keypath)
+        spec.stages[name] = _parse_stage(doc, root, data, name, body, ("stages", name))
     return spec
+
+
+def _templated(top: dict[str, Any]) -> bool:
+    """Whether pipeline.yaml uses a template form (`vars`, `foreach`, `matrix`, `${...}`; see
+    core/template.py). Cheap, so that a plain pipeline does not import the template module."""
+    stages = top.get("stages") or {}
+    return ("vars" in top or any(isinstance(body, dict) and not _TEMPLATE_KEYS.isdisjoint(body)
+                                 for body in stages.values())
+            or "${" in json.dumps(stages, default=str))
 
 
 def _check_address(doc: YamlDoc, value: str) -> str:
