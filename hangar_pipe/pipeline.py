@@ -259,6 +259,17 @@ class Pipeline:
             files = [(o.key, o.file(ws)) for s in self.stages.values() for o in s.outs if o.role == "plot"]
         return [(key, path) for key, path in files if path is not None and path.is_file()]
 
+    def run_plot_files(self, runs: list[RunRecord]) -> list[tuple[str, list[tuple[RunRecord, Path]]]]:
+        """For each `plots:` output, the file as each run left it (from the object cache): (key,
+        [(run, file)]); a run whose file the cache no longer holds is left out of that key's list."""
+        objects = ObjectStore(layout.cache_dir(self.root))
+        keys = [o.key for s in self.stages.values() for o in s.outs if o.role == "plot"]
+        found = []
+        for key in keys:
+            files = [(run, objects.path(run.outputs[key])) for run in runs if key in run.outputs]
+            found.append((key, [(run, path) for run, path in files if path.is_file()]))
+        return found
+
     def plots(self, folder: Path) -> list[Path]:
         """Render every plot file to a PNG in `folder`, plus index.html (last in the list)."""
         from hangar_pipe.plots import render_all

@@ -4,6 +4,8 @@
   the counts written in the cells.
 - Any other CSV/TSV (or JSON list of records / mapping of lists) is curves against its first
   column: losses on one panel, accuracies on another, anything else on a third.
+- `hpipe plots --runs A B ...` overlays the curves of one plot file as several runs (or
+  experiment points) wrote it, read back from the object cache: one figure per file.
 """
 
 from __future__ import annotations
@@ -45,14 +47,48 @@ def _panels(columns: list[str]) -> list[tuple[str, list[str]]]:
     return [(name, cols) for name, cols in groups.items() if cols]
 
 
-def render(path: Path, out: Path, title: str) -> None:
+def is_matrix(header: list[str]) -> bool:
+    """A confusion matrix's table (its first header cell starts with `actual`)."""
+    return bool(header) and header[0].lower().startswith("actual")
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def render_overlay(runs: list[tuple[str, Path]], out: Path, title: str) -> None:
+    """One plot file as several runs wrote it, each (label, file): every run's curves on the
+    same panels, labelled `label: column`."""
+    plt = _pyplot()
+    tables = [(label, *read_table(path)) for label, path in runs]
+    panels = _panels(list(dict.fromkeys(c for _, header, _ in tables for c in header[1:])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (name, cols) in zip(axes[0], panels):
+        for label, header, rows in tables:
+            for col in (c for c in cols if c in header):
+                i = header.index(col)
+                points = [(float(r[0]), v) for r in rows if not math.isnan(v := _value(r[i]))]
+                ax.plot([a for a, _ in points], [v for _, v in points], marker="o", markersize=3,
+                        label=f"{label}: {col}")
+        ax.set_xlabel(tables[0][1][0] if tables[0][1] else "")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def render(path: Path, out: Path, title: str) -> None:
+    plt = _pyplot()
     header, rows = read_table(path)
-    if header and header[0].lower().startswith("actual"):
+    if is_matrix(header):
         labels = header[1:]
         matrix = [[int(float(v)) for v in r[1:]] for r in rows]
         fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(labels), 0.6 + 0.6 * len(labels)))

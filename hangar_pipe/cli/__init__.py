@@ -24,7 +24,7 @@ _python_format = warnings.formatwarning
 # `hpipe --help` lists them. A command line imports only the module of its word (all of them:
 # ~3 ms of a ~100 ms no-op); tests/test_cli_help.py checks this table against the declarations.
 MODULES = {"hangar_pipe.cli.run": ("repro", "status", "commit", "dag", "init"),
-           "hangar_pipe.cli.results": ("metrics", "runs", "params", "gc", "plots"),
+           "hangar_pipe.cli.results": ("metrics", "runs", "params", "gc", "plots", "report"),
            "hangar_pipe.cli.data": ("data",),
            "hangar_pipe.cli.remote": ("remote", "push", "pull"),
            "hangar_pipe.cli.exp": ("exp",)}

@@ -1,4 +1,4 @@
-"""`hpipe metrics`, `params`, `runs`, `plots` and `gc`: what the runs produced, and cleaning up after them."""
+"""`hpipe metrics`, `params`, `runs`, `plots`, `report` and `gc`: what the runs produced, and cleaning up after them."""
 
 import json
 from pathlib import Path
@@ -10,6 +10,7 @@ from hangar_pipe.errors import UserError
 from hangar_pipe.pipeline import Pipeline
 
 if TYPE_CHECKING:
+    from hangar_pipe.core.history import RunRecord
     from hangar_pipe.reports import Column
 
 METRICS = group("metrics", "Metrics the stages write (their `metrics:` files).")
@@ -184,11 +185,75 @@ def gc(keep_runs: int | None, dry_run: bool) -> None:
 
 
 @command("plots", args=[opt("-o", "--out", dest="output", type=Path, default=Path("hpipe_plots"), metavar="FOLDER",
-                             help="Folder for the PNGs and index.html (default: hpipe_plots).")])
-def plots(output: Path) -> None:
+                             help="Folder for the PNGs and index.html (default: hpipe_plots)."),
+                         opt("--runs", nargs="+", metavar="RUN",
+                             help="Overlay the curves of these runs (ids, data:<commit>, or experiment"
+                                  " point ids) instead, one figure per plot file.")])
+def plots(output: Path, runs: list[str] | None) -> None:
     """Render every `plots:` file to a PNG, plus an index.html showing them all.
 
-    Example: `hpipe plots -o report && xdg-open report/index.html`.
+    Example: `hpipe plots --runs 20261129-0930 3fa2c1d0 -o compare` overlays two runs' curves.
     """
-    for path in Pipeline.load().plots(output):
+    pipeline = Pipeline.load()
+    written = pipeline.plots(output) if runs is None else _run_plots(pipeline, runs, output)
+    for path in written:
         out(f"wrote {path}")
+
+
+def _run_plots(pipeline: Pipeline, refs: list[str], folder: Path) -> list[Path]:
+    from hangar_pipe.plots import is_matrix, read_table, render_overlay
+
+    records = [find_run(pipeline, ref) for ref in refs]
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, files in pipeline.run_plot_files(records):
+        curves = [(run_label(run), path) for run, path in files if not is_matrix(read_table(path)[0])]
+        if not curves:
+            continue
+        png = folder / (key.replace("/", "_").rsplit(".", 1)[0] + ".png")
+        render_overlay(curves, png, key)
+        written.append(png)
+    if not written:
+        raise UserError("none of these runs left a curve plot in the cache (declare plots: files, and"
+                        " see `hpipe gc`)")
+    return written
+
+
+def find_run(pipeline: Pipeline, ref: str) -> "RunRecord":
+    """A run by id, prefix or data:<commit>, or the run of an experiment point (its id or prefix)."""
+    try:
+        return pipeline.history.find(ref)
+    except UserError as exc:
+        from hangar_pipe.experiments import records
+
+        try:
+            point = records.find(pipeline.root, ref)
+        except UserError:
+            raise exc from None
+        if point.run_id is None:
+            raise UserError(f"point {point.id} has no recorded run") from None
+        return pipeline.history.find(point.run_id)
+
+
+def run_label(run: "RunRecord") -> str:
+    """A run's name in a legend: its point's overrides, else its id's date and time."""
+    return run.tags.get("overrides") or run.id[:15]
+
+
+@command("report", args=[opt("-o", "--out", dest="output", type=Path, default=Path("hpipe_report.html"), metavar="FILE",
+                              help="Where to write the page (default: hpipe_report.html)."),
+                          opt("--open", dest="open_it", flag=True, help="Open it in the web browser.")])
+def report(output: Path, open_it: bool) -> None:
+    """One self-contained HTML page: runs and experiment points (sortable), metrics across data
+    commits, training curves of the runs you tick, confusion matrices and the pipeline graph.
+
+    Example: `hpipe report --open`.
+    """
+    from hangar_pipe.report import data, page
+
+    written = page.write(data.collect(Pipeline.load()), output)
+    out(f"wrote {written}")
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(written.resolve().as_uri())

@@ -46,6 +46,7 @@ class RunRecord:
     params: Table = field(default_factory=dict)
     metrics: Table = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)  # `repro --tag`; exp run: experiment, point, overrides
+    outputs: dict[str, str] = field(default_factory=dict)  # cached output -> its hash at the end (plots --runs)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,6 +13,7 @@ from hangar_pipe.core.context import RunContext
 from hangar_pipe.core.files import outside_link
 from hangar_pipe.core.graph import Graph
 from hangar_pipe.core.history import RunRecord, current_metrics, current_params
+from hangar_pipe.core.kinds import record_key
 from hangar_pipe.core.layout import repro_mutex, running_dir
 from hangar_pipe.core.mutex import ReproMutex
 from hangar_pipe.core.orphans import RunningStages
@@ -128,7 +129,18 @@ def record_run(ctx: RunContext, result: RunResult, order: list[str]) -> None:
         data=ctx.data.commits(), data_commit=ctx.data.main_commit(),
         stages=[r.to_dict() for r in result.stages], params=params,
         metrics=current_metrics([s for s in stages if s.name not in broken], ctx.workspace),
-        tags=dict(ctx.options.tags)))
+        tags=dict(ctx.options.tags), outputs=_outputs(ctx, broken)))
+
+
+def _outputs(ctx: RunContext, broken: set[str]) -> dict[str, str]:
+    """The hash of every cached output as the lock has it at the end (stages that did not finish
+    left out): what `hpipe plots --runs` reads back from the object cache."""
+    found: dict[str, str] = {}
+    for name, entry in ctx.lock.entries.items():
+        if name not in broken:
+            found.update((record_key(rec), rec["hash"]) for rec in entry.get("outs") or []
+                         if isinstance(rec.get("hash"), str))
+    return found
 
 
 def commit(ctx: RunContext, targets: list[str] | None = None) -> list[str]:
