@@ -51,20 +51,24 @@ def expand(doc: YamlDoc, root: Path) -> YamlDoc:
     stages: dict[str, Any] = {}
     made_by: dict[str, str] = {}
     for name, body in (top.get("stages") or {}).items():
+        template_lines: list[tuple[KeyPath, int]] | None = None
         for made, made_body, base in _generate(doc, globals_, name, body):
             if made in stages:
                 raise doc.error(("stages", name), f"stage '{made}' is generated twice (also by"
                                                   f" stages.{made_by[made]})")
             stages[made], made_by[made] = made_body, name
             if made != name:
-                _copy_lines(doc.lines, lines, base, ("stages", made))
+                template_lines = template_lines or _template_lines(doc.lines, base)
+                lines.update((("stages", made, *rest), line) for rest, line in template_lines)
     top["stages"] = stages
     return YamlDoc(doc.file, top, lines)
 
 
-def _copy_lines(source: dict[KeyPath, int], lines: dict[KeyPath, int], base: KeyPath, to: KeyPath) -> None:
+def _template_lines(source: dict[KeyPath, int], base: KeyPath) -> list[tuple[KeyPath, int]]:
+    """The lines of a template's stage keys, relative to it (its matrix and foreach values left out)."""
     n = len(base)
-    lines.update({to + kp[n:]: line for kp, line in source.items() if kp[:n] == base})
+    return [(kp[n:], line) for kp, line in source.items()
+            if kp[:n] == base and (len(kp) == n or kp[n] not in ("matrix", "foreach"))]
 
 
 class _Globals:

@@ -23,5 +23,5 @@ def apply(pipeline: Pipeline, record: PointRecord, reporter: Reporter) -> tuple[
         atomic_write(pipeline.root / file, text.encode())
     pinned = record.data_commit if record.data_commit and record.data_commit != pipeline.data_commit_of() else None
     options = ReproOptions(data_commit=pinned, tags={"applied": f"{record.experiment}/{record.id}"})
-    return pipeline.repro(None, options, reporter), pinned
+    return pipeline.repro(record.targets or None, options, reporter), pinned
 

@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hangar_pipe.core import layout
 from hangar_pipe.core.atomic import atomic_write
@@ -20,6 +20,9 @@ from hangar_pipe.core.history import RunRecord, Table
 from hangar_pipe.core.spec import PipelineSpec
 from hangar_pipe.errors import UserError
 from hangar_pipe.experiments.plan import Overrides, Point
+
+if TYPE_CHECKING:
+    from hangar_pipe.experiments.runner import Experiment
 
 
 @dataclass
@@ -40,6 +43,7 @@ class PointRecord:
     files: dict[str, str] = field(default_factory=dict)  # the params files, as the point read them
     error: str | None = None  # a failed point: the last line of its log
     log: str = ""
+    targets: list[str] = field(default_factory=list)  # the stages `exp run` was given (none: all)
 
     @property
     def point(self) -> Point:
@@ -78,17 +82,17 @@ def save(folder: Path, record: PointRecord) -> None:
     atomic_write(folder / "points" / f"{record.id}.json", json.dumps(record.to_dict(), indent=2).encode())
 
 
-def from_workspace(spec: PipelineSpec, ws: Path, point: Point, name: str, run: RunRecord | None,
+def from_workspace(spec: PipelineSpec, ws: Path, point: Point, exp: Experiment, run: RunRecord | None,
                    code: int, started: float, log: Path) -> PointRecord:
     """The record of a point whose `repro` ended with exit code `code` in workspace `ws`."""
     files = {file: (ws / file).read_text() for file in _params_files(spec) if (ws / file).is_file()}
     state = "done" if code == 0 and run is not None and run.status == 0 else "failed"
     return PointRecord(
-        id=point.id, experiment=name, overrides=point.overrides, data_commit=point.data_commit,
+        id=point.id, experiment=exp.name, overrides=point.overrides, data_commit=point.data_commit,
         state=state, run_id=run.id if run else None, started=started, seconds=time.time() - started,
         stages={s["name"]: s["state"] for s in run.stages} if run else {},
         params=run.params if run else {}, metrics=run.metrics if run else {}, files=files,
-        error=None if state == "done" else _last_line(log), log=str(log))
+        error=None if state == "done" else _last_line(log), log=str(log), targets=list(exp.stages))
 
 
 def _params_files(spec: PipelineSpec) -> list[str]:

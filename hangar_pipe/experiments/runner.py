@@ -163,7 +163,7 @@ class _Loop:
     def _record(self, r: _Running, code: int) -> PointRecord:
         ws = self.folder / "ws" / r.point.id
         run = _find_run(self.pipeline.root, self.exp.name, r.point.id, r.started)
-        record = records.from_workspace(self.pipeline.spec, ws, r.point, self.exp.name, run, code,
+        record = records.from_workspace(self.pipeline.spec, ws, r.point, self.exp, run, code,
                                         r.started, self.folder / "logs" / f"{r.point.id}.log")
         records.save(self.folder, record)
         shutil.rmtree(ws, ignore_errors=True)
@@ -186,7 +186,7 @@ class _Loop:
 
 def _find_run(root: Path, name: str, point: str, since: float) -> RunRecord | None:
     """The history's record of this point's run (None: the run ended before it was recorded)."""
-    for run in History(layout.history_db(root)).latest(20):
+    for run in History(layout.history_db(root)).latest(100):
         if run.tags.get("experiment") == name and run.tags.get("point") == point and run.started >= since - 1:
             return run
     return None
