@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from hangar_pipe.core.context import ReproOptions, RunContext, Workspace
 from hangar_pipe.core.graph import Graph
 from hangar_pipe.core.history import History, RunRecord, Table, current_metrics, current_params
 from hangar_pipe.core.lockfile import LockFile
-from hangar_pipe.core.mutex import ReproMutex
+from hangar_pipe.core.mutex import ReproMutex, held
 from hangar_pipe.core.objects import ObjectStore
 from hangar_pipe.core.reporter import Reporter, SilentReporter
 from hangar_pipe.core.repro import commit, repro
@@ -135,7 +136,9 @@ class Pipeline:
         def project_path(t: str) -> str:
             rel = os.path.relpath(os.path.abspath(t), self.root).replace(os.sep, "/")
             return t if rel.startswith("../") or rel == ".." else rel
-        return [t if t in self.stages else project_path(t) for t in targets]
+        def named(t: str) -> bool:  # a stage, or a foreach/matrix template's name
+            return t in self.stages or any(s.startswith(f"{t}@") for s in self.stages)
+        return [t if named(t) else project_path(t) for t in targets]
 
     def status(self, targets: list[str] | None = None, *, single: bool = False,
                downstream: bool = False, data_commit: str | None = None) -> RunResult:
@@ -184,6 +187,9 @@ class Pipeline:
         from hangar_pipe.hangar.column_cache import ColumnCache
         from hangar_pipe.hangar.kinds import column_fingerprints
 
+        running = [p.parent.name for p in layout.experiments(self.root).glob("*/run.lock") if held(p)]
+        if running:  # its points write and read the caches gc would clean
+            raise UserError(f"experiment '{running[0]}' is running (hpipe exp run); run gc when it has finished")
         with ReproMutex(layout.repro_mutex(self.root)), self.workspace() as ws:
             objects, runs = ObjectStore(layout.cache_dir(self.root)), RunCache(layout.run_cache_db(self.root))
             history = self.history.latest(keep_runs)
@@ -266,7 +272,8 @@ class Pipeline:
         keys = [o.key for s in self.stages.values() for o in s.outs if o.role == "plot"]
         found = []
         for key in keys:
-            files = [(run, objects.path(run.outputs[key])) for run in runs if key in run.outputs]
+            files = [(run, objects.path(run.outputs[key])) for run in runs  # (a pulled record: checked)
+                     if re.fullmatch(r"[0-9a-f]{16,64}", run.outputs.get(key, ""))]
             found.append((key, [(run, path) for run, path in files if path.is_file()]))
         return found
 

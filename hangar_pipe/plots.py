@@ -14,20 +14,22 @@ import csv
 import html
 import json
 import math
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 
-def read_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of a CSV, TSV or JSON plot file."""
-    if path.suffix == ".json":
+def read_table(path: Path, suffix: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a CSV, TSV or JSON plot file; `suffix` for a file named otherwise (a
+    cache object is named by its hash)."""
+    suffix = suffix or path.suffix
+    if suffix == ".json":
         data: Any = json.loads(path.read_text())
         if isinstance(data, dict):
             header = list(data)
             return header, [list(map(str, r)) for r in zip(*(data[h] for h in header))]
         header = list(data[0]) if data else []
         return header, [[str(rec.get(h, "")) for h in header] for rec in data]
-    delimiter = "\t" if path.suffix == ".tsv" else ","
+    delimiter = "\t" if suffix == ".tsv" else ","
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh, delimiter=delimiter))
     return (rows[0], rows[1:]) if rows else ([], [])
@@ -62,10 +64,10 @@ def _pyplot() -> Any:
 
 
 def render_overlay(runs: list[tuple[str, Path]], out: Path, title: str) -> None:
-    """One plot file as several runs wrote it, each (label, file): every run's curves on the
-    same panels, labelled `label: column`."""
+    """One plot file (`title`: its name) as several runs wrote it, each (label, file): every
+    run's curves on the same panels, labelled `label: column`."""
     plt = _pyplot()
-    tables = [(label, *read_table(path)) for label, path in runs]
+    tables = [(label, *read_table(path, PurePosixPath(title).suffix)) for label, path in runs]
     panels = _panels(list(dict.fromkeys(c for _, header, _ in tables for c in header[1:])))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (name, cols) in zip(axes[0], panels):

@@ -247,3 +247,46 @@ def test_data_commits_are_an_axis(project: Project, data: Repo) -> None:
     done = project.hpipe("exp", "apply", pinned["id"])
     assert f"hpipe repro --data-commit {first}" in done.out
     assert json.loads(project.read("metrics.json"))["score"] == 90
+
+
+def test_names_cannot_leave_the_experiments_folder(exp: Project) -> None:
+    for bad in ("..", "../..", "/tmp", ""):
+        line = user_error(exp.hpipe("exp", "remove", "--name", bad, check=None))
+        assert "use letters, digits and - _ ." in line
+    assert (exp.root / ".hpipe/runs.db").exists() and exp.exists("params.yaml")
+
+
+def test_a_changed_project_reruns_points_done_before(exp: Project) -> None:
+    grid = ["exp", "run", "-S", "train.lr=0.2,0.3", "--name", "c"]
+    exp.hpipe(*grid)
+    exp.write("train.py", TRAIN.replace("round(1 -", "round(2 -"))  # the code changed: results differ
+    again = exp.hpipe(*grid)
+    assert "done before" not in again.out and again.out.count("(1 ran)") == 2
+    assert {p["metrics"]["metrics.json"]["acc"] > 1 for p in show(exp)} == {True}
+
+
+def test_gc_waits_for_a_running_experiment(exp: Project) -> None:
+    import fcntl
+
+    lock = exp.root / ".hpipe/exps/busy/run.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        line = user_error(exp.hpipe("gc", check=None))
+    assert line == "hpipe: error: experiment 'busy' is running (hpipe exp run); run gc when it has finished"
+    exp.hpipe("gc")
+
+
+def test_points_never_write_hangar_data(project: Project) -> None:
+    Repo(project.root)  # a repository with no commit yet: nothing to pin the points to
+    project.write("params.yaml", "n: 1\n")
+    project.write("ingest.py", "print('would commit')\n")
+    project.pipeline("""
+        stages:
+          ingest:
+            cmd: python ingest.py
+            params: [n]
+            outs: [{hangar: [col]}]
+    """)
+    line = user_error(project.hpipe("exp", "run", "-S", "n=1,2", check=None))
+    assert "no data commit to run the points at yet (stage 'ingest' writes Hangar data" in line

@@ -92,3 +92,46 @@ def test_overrides_are_written_into_yaml_and_json(tmp_path: Path) -> None:
         check_overrides(tmp_path, {"params.yaml": {"train.lrr": 1}})
     with pytest.raises(UserError, match="the params file is missing"):
         check_overrides(tmp_path, {"nothere.yaml": {"a": 1}})
+
+
+def test_values_read_as_json_first() -> None:
+    assert parse_axis("lr=1e-3,2").values == (0.001, 2)
+    with pytest.raises(UserError, match="an empty value"):
+        parse_axis("a=1,")
+    with pytest.raises(UserError, match="must be a path inside the project"):
+        parse_axis("/etc/params.yaml:a=1")
+    with pytest.raises(UserError, match="must be a path inside the project"):
+        parse_axis("../params.yaml:a=1")
+
+
+def test_a_workspace_copy_never_reaches_the_projects_files(tmp_path: Path) -> None:
+    import os
+
+    from hangar_pipe.core.spec import load_pipeline
+    from hangar_pipe.experiments.workspace import digest, make
+
+    root = tmp_path / "p"
+    (root / "real").mkdir(parents=True)
+    (root / "real/x.txt").write_text("x")
+    (root / "venv").mkdir()
+    (root / "venv/pyvenv.cfg").write_text("")
+    (tmp_path / "outside.txt").write_text("o")
+    os.symlink(root / "real", root / "abs_in")  # absolute, into the project
+    os.symlink("real/x.txt", root / "rel_in")  # relative, inside
+    os.symlink("../outside.txt", root / "rel_out")  # relative, out of the project
+    (root / "params.yaml").write_text("a: 1\n")
+    (root / "pipeline.yaml").write_text("stages:\n  s: {cmd: x, params: [a], outs: [made.txt]}\n")
+    (root / "made.txt").write_text("an output: restored from the cache, not copied")
+    spec = load_pipeline(root / "pipeline.yaml")
+    before = digest(spec)
+    ws = make(spec, tmp_path / "ws", {"params.yaml": {"a": 2}})
+    assert os.readlink(ws / "abs_in") == str(ws / "real")
+    assert os.readlink(ws / "rel_in") == "real/x.txt"
+    assert os.readlink(ws / "rel_out") == str(tmp_path / "outside.txt")
+    assert (ws / "abs_in/x.txt").read_text() == "x"
+    assert not (ws / "venv").exists() and not (ws / "made.txt").exists()
+    assert (ws / "params.yaml").read_text() == "a: 2\n" and (root / "params.yaml").read_text() == "a: 1\n"
+    assert os.path.islink(ws / ".hpipe/cache") and os.readlink(ws / ".hpipe/runs.db") == str(root / ".hpipe/runs.db")
+    assert digest(spec) == before
+    (root / "real/x.txt").write_text("changed")
+    assert digest(spec) != before

@@ -201,3 +201,18 @@ def test_a_name_generated_twice_is_an_error(tmp_path: Path) -> None:
                 cmd: run
         """)
     assert str(err.value) == "pipeline.yaml:3: stages.x: stage 'x@a-b-c' is generated twice (also by stages.x)"
+
+
+def test_keys_and_params_yaml_in_vars(tmp_path: Path) -> None:
+    spec = spec_of(tmp_path, """
+        vars:
+          - params.yaml:train
+        stages:
+          s:
+            uses: mod:fn
+            with: {"${name}": 1, "${flag}": 2}
+    """, params="train: {lr: 1}\nname: width\nflag: true\n", mod__py="def fn(**kw):\n    pass\n")
+    assert spec.stages["s"].with_ == {"width": 1, "true": 2}
+    with pytest.raises(UserError, match="is a mapping: a key must be a string"):
+        spec_of(tmp_path, "stages:\n  s:\n    uses: mod:fn\n    with: {'${train}': 1}\n",
+                params="train: {lr: 1}\n")

@@ -56,16 +56,17 @@ def exp_run(stages: list[str], params: list[str], random: int | None, seed: int,
 
     Example: `hpipe exp run -S train.lr=0.1,0.01 -S train.batch_size=32,64 -j 2`.
     """
-    from hangar_pipe.experiments import plan, runner
+    from hangar_pipe.experiments import plan, records, runner
 
     pipeline = Pipeline.load()
     pipeline.graph.select(stages or None)  # (unknown stages: an error before anything starts)
     axes = [plan.parse_axis(text) for text in params]
     commits = _data_commits(pipeline, data_commits)
+    _check_data(pipeline, commits)
     points = plan.plan(axes, commits, random, seed)
     exp = runner.Experiment(name or plan.experiment_name(stages, points), points, stages, jobs,
                             fail_fast, force)
-    _check_name(exp.name)
+    records.check_name(exp.name)
     out(f"Experiment {exp.name}: {len(points)} point{'s' * (len(points) != 1)}"
         f"{f', {jobs} at once' if jobs > 1 else ''}")
     found = runner.run(pipeline, exp, _Lines())
@@ -86,9 +87,16 @@ def _data_commits(pipeline: Pipeline, given: str | None) -> list[str | None]:
     return [pipeline.data_commit_of(ref) for ref in refs]
 
 
-def _check_name(name: str) -> None:
-    if not name or name.startswith(".") or any(c in name for c in "/\\\0") or len(name) > 100:
-        raise UserError(f"--name '{name}': use letters, digits and - _ . (no slashes)")
+def _check_data(pipeline: Pipeline, commits: list[str | None]) -> None:
+    """Points read Hangar data at a pinned commit and never write it: refuse what would break that."""
+    writers = [s.name for s in pipeline.stages.values() if any(o.writes is not None for o in s.outs)]
+    if None in commits and writers:
+        raise UserError(f"no data commit to run the points at yet (stage '{writers[0]}' writes Hangar"
+                        " data, and points never do): run `hpipe repro` first")
+    repo = pipeline.spec.data.repo
+    if repo == ".." or repo.startswith("../"):
+        raise UserError(f"data.repo '{repo}' is outside the project: experiments read data only from a"
+                        " repository inside it")
 
 
 @command(EXP, "show", args=[

@@ -1,7 +1,7 @@
 """`hpipe metrics`, `params`, `runs`, `plots`, `report` and `gc`: what the runs produced, and cleaning up after them."""
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from hangar_pipe.cli.app import Arg, arg, at_least, command, group, opt, terminal_width
@@ -207,7 +207,8 @@ def _run_plots(pipeline: Pipeline, refs: list[str], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for key, files in pipeline.run_plot_files(records):
-        curves = [(run_label(run), path) for run, path in files if not is_matrix(read_table(path)[0])]
+        suffix = PurePosixPath(key).suffix
+        curves = [(run_label(run), path) for run, path in files if not is_matrix(read_table(path, suffix)[0])]
         if not curves:
             continue
         png = folder / (key.replace("/", "_").rsplit(".", 1)[0] + ".png")

@@ -105,7 +105,7 @@ def load_vars(doc: YamlDoc, root: Path, declared: Any, keypath: KeyPath, into: V
             values = resolve(entry, {**scope, **into}, kp, doc.error)
         elif isinstance(entry, str) and entry.strip():
             file, _, keys = (p.strip() for p in entry.partition(":"))
-            if skip and file in skip and not keys:
+            if skip and file in skip:  # (params.yaml: every key of it is a variable already)
                 continue
             values = _file_vars(doc, root, file, [k.strip() for k in keys.split(",") if k.strip()], kp)
         else:
@@ -232,11 +232,20 @@ def resolve(value: Any, variables: Vars, keypath: KeyPath, error: Raise) -> Any:
     if isinstance(value, str):
         return _string(value, variables, keypath, error) if "${" in value else value
     if isinstance(value, dict):
-        return {(_string(k, variables, keypath + (k,), error) if isinstance(k, str) and "${" in k else k):
-                resolve(v, variables, keypath + (k,), error) for k, v in value.items()}
+        return {_key(k, variables, keypath, error): resolve(v, variables, keypath + (k,), error)
+                for k, v in value.items()}
     if isinstance(value, list):
         return [resolve(v, variables, keypath + (i,), error) for i, v in enumerate(value)]
     return value
+
+
+def _key(key: Any, variables: Vars, keypath: KeyPath, error: Raise) -> Any:
+    if not (isinstance(key, str) and "${" in key):
+        return key
+    made = _string(key, variables, keypath + (key,), error)
+    if not isinstance(made, (str, int, float, bool)):
+        raise error(keypath + (key,), f"'{key}' is {_kind(made)}: a key must be a string")
+    return made if isinstance(made, str) else _scalar_text(made)
 
 
 def _string(text: str, variables: Vars, keypath: KeyPath, error: Raise) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 import random
 import re
 from dataclasses import dataclass, field
@@ -99,7 +100,9 @@ def parse_axis(text: str) -> Axis:
     if not eq or not target.strip() or not values.strip():
         raise UserError(f"-S '{text}': expected [FILE:]KEY=VALUE[,VALUE...] such as train.lr=0.1,0.01")
     file, colon, key = target.strip().rpartition(":")
-    file = file if colon else PARAMS_FILE
+    file = posixpath.normpath(file) if colon else PARAMS_FILE
+    if file.startswith(("/", "../")) or file == "..":
+        raise UserError(f"-S '{text}': the params file must be a path inside the project")
     if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", key):
         raise UserError(f"-S '{text}': '{key}' is not a dotted key such as train.lr")
     match = _RANGE.match(values.strip())
@@ -134,12 +137,20 @@ def _split(values: str) -> list[str]:
 
 
 def _value(text: str, given: str) -> Any:
+    """A value as JSON reads it (`1e-3` is a number), else as YAML (`'a,b'`, `[1, 2]`, a word)."""
     from hangar_pipe.core.yamlfile import parse_yaml
 
+    text = text.strip()
+    if not text:
+        raise UserError(f"-S '{given}': an empty value (quote it, '', for an empty string)")
     try:
-        return parse_yaml(text.strip(), "-S").data if text.strip() else ""
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return parse_yaml(text, "-S").data
     except UserError:
-        raise UserError(f"-S '{given}': cannot read the value '{text.strip()}'") from None
+        raise UserError(f"-S '{given}': cannot read the value '{text}'") from None
 
 
 def plan(axes: list[Axis], data_commits: list[str | None], random_points: int | None = None,

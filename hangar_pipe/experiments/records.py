@@ -8,6 +8,7 @@ shared caches).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ class PointRecord:
     error: str | None = None  # a failed point: the last line of its log
     log: str = ""
     targets: list[str] = field(default_factory=list)  # the stages `exp run` was given (none: all)
+    base: str = ""  # the project's files it ran on (workspace.digest)
 
     @property
     def point(self) -> Point:
@@ -68,8 +70,17 @@ def load(folder: Path) -> list[PointRecord]:
     return sorted(found, key=lambda r: r.started)
 
 
+def check_name(name: str) -> str:
+    """An experiment's name is one folder under .hpipe/exps/: letters, digits, - _ . and no more."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", name or ""):
+        raise UserError(f"--name '{name}': use letters, digits and - _ . (no slashes)")
+    return name
+
+
 def load_all(root: Path, name: str | None = None) -> list[PointRecord]:
     """Every experiment's records (or one experiment's), oldest first."""
+    if name is not None:
+        check_name(name)
     top = layout.experiments(root)
     folders = [top / name] if name else sorted(p for p in top.glob("*") if p.is_dir())
     if name and not (top / name).is_dir():
@@ -83,16 +94,17 @@ def save(folder: Path, record: PointRecord) -> None:
 
 
 def from_workspace(spec: PipelineSpec, ws: Path, point: Point, exp: Experiment, run: RunRecord | None,
-                   code: int, started: float, log: Path) -> PointRecord:
+                   code: int, started: float, log: Path, base: str) -> PointRecord:
     """The record of a point whose `repro` ended with exit code `code` in workspace `ws`."""
-    files = {file: (ws / file).read_text() for file in _params_files(spec) if (ws / file).is_file()}
+    named = {*_params_files(spec), *point.overrides}  # (an override read through a ${...} too)
+    files = {file: (ws / file).read_text() for file in sorted(named) if (ws / file).is_file()}
     state = "done" if code == 0 and run is not None and run.status == 0 else "failed"
     return PointRecord(
         id=point.id, experiment=exp.name, overrides=point.overrides, data_commit=point.data_commit,
         state=state, run_id=run.id if run else None, started=started, seconds=time.time() - started,
         stages={s["name"]: s["state"] for s in run.stages} if run else {},
         params=run.params if run else {}, metrics=run.metrics if run else {}, files=files,
-        error=None if state == "done" else _last_line(log), log=str(log), targets=list(exp.stages))
+        error=None if state == "done" else _last_line(log), log=str(log), targets=list(exp.stages), base=base)
 
 
 def _params_files(spec: PipelineSpec) -> list[str]:
@@ -121,7 +133,7 @@ def find(root: Path, ref: str) -> PointRecord:
 def remove(root: Path, refs: list[str], name: str | None) -> list[str]:
     """Remove points (ids or prefixes), or a whole experiment (`name`); the ids removed."""
     if name is not None:
-        gone = [r.id for r in load_all(root, name)]
+        gone = [r.id for r in load_all(root, check_name(name))]
         shutil.rmtree(layout.experiments(root) / name)
         return gone
     removed = []

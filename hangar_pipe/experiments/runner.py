@@ -7,7 +7,8 @@ oversubscribe; the thread count follows, see core/threads.py). What a point leav
 `.hpipe/exps/NAME/points/ID.json`, written when it has finished: its state, run id, metrics,
 params files and pipeline.lock (what `exp apply` puts back). An interrupted or killed `exp run`
 records no point it did not finish, and a point's process stops when `exp run` is gone; running
-the same command again runs only the points without a record (a failed one is tried again).
+the same command again runs only the points without a record (a failed one is tried again, and
+so is every point when the project's files changed since: see workspace.digest).
 """
 
 from __future__ import annotations
@@ -75,12 +76,13 @@ def run(pipeline: Pipeline, exp: Experiment, reporter: ExpReporter) -> list[Poin
         raise UserError(f"experiment '{exp.name}' is running in another hpipe exp run") from None
     try:
         _write_plan(folder, exp)
-        done = {r.id: r for r in records.load(folder) if r.state == "done"}
+        base = workspace.digest(pipeline.spec)  # a point done on other files is not done now
+        done = {r.id: r for r in records.load(folder) if r.state == "done" and r.base == base}
         for point in exp.points:
             if point.id in done:
                 reporter.point_done(done[point.id], True)
         todo = [p for p in exp.points if p.id not in done]
-        _Loop(pipeline, exp, folder, reporter).run(todo)
+        _Loop(pipeline, exp, folder, reporter, base).run(todo)
         found = {r.id: r for r in records.load(folder)}
         return [found[p.id] for p in exp.points if p.id in found]
     finally:
@@ -100,8 +102,9 @@ def _write_plan(folder: Path, exp: Experiment) -> None:
 class _Loop:
     """Starts points up to `jobs` at once on the main thread, and records each as it ends."""
 
-    def __init__(self, pipeline: Pipeline, exp: Experiment, folder: Path, reporter: ExpReporter) -> None:
-        self.pipeline, self.exp, self.folder, self.reporter = pipeline, exp, folder, reporter
+    def __init__(self, pipeline: Pipeline, exp: Experiment, folder: Path, reporter: ExpReporter,
+                 base: str) -> None:
+        self.pipeline, self.exp, self.folder, self.reporter, self.base = pipeline, exp, folder, reporter, base
         self.running: list[_Running] = []
         self.failed = False
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -164,7 +167,7 @@ class _Loop:
         ws = self.folder / "ws" / r.point.id
         run = _find_run(self.pipeline.root, self.exp.name, r.point.id, r.started)
         record = records.from_workspace(self.pipeline.spec, ws, r.point, self.exp, run, code,
-                                        r.started, self.folder / "logs" / f"{r.point.id}.log")
+                                        r.started, self.folder / "logs" / f"{r.point.id}.log", self.base)
         records.save(self.folder, record)
         shutil.rmtree(ws, ignore_errors=True)
         return record
@@ -205,9 +208,14 @@ def _child_setup(cpus: list[int] | None) -> Any:
 
     libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
 
+    parent = os.getpid()
+
     def setup() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # (an ignored SIGINT, under nohup, would stay so)
         if cpus:
             os.sched_setaffinity(0, cpus)
         if libc is not None:
             libc.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # `exp run` died before that: do not start
+                os._exit(130)
     return setup

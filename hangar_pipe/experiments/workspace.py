@@ -14,8 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import xxhash
 
 from hangar_pipe.core import layout
 from hangar_pipe.core.atomic import atomic_write
@@ -41,35 +44,73 @@ def make(spec: PipelineSpec, where: Path, overrides: Overrides) -> Path:
     if where.exists():
         shutil.rmtree(where)
     where.mkdir(parents=True)
-    _copy_tree(spec.root, where, cached_outputs(spec))
+    for entry in walk(spec.root, cached_outputs(spec)):
+        _place(entry, spec.root, where)
     _link_state(spec.root, where)
     for file, values in overrides.items():
         write_overrides(where / file, file, values)
     return where
 
 
-def _copy_tree(root: Path, to: Path, leave_out: set[str]) -> None:
+def digest(spec: PipelineSpec) -> str:
+    """What the workspaces are copied from, as a digest of every file's path, size and modification
+    time (and every link's target): a point recorded under another digest ran on other files."""
+    h = xxhash.xxh3_64()
+    for rel, kind, src in walk(spec.root, cached_outputs(spec)):
+        if kind == "file":
+            st = os.stat(src)
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        elif kind == "link":
+            h.update(f"{rel}\0->{os.readlink(src)}\n".encode())
+    return h.hexdigest()
+
+
+Entry = tuple[str, str, str]  # (project path, "dir" | "file" | "link" | "hangar", source path)
+
+
+def walk(root: Path, leave_out: set[str]) -> Iterator[Entry]:
+    """The project's entries a workspace holds, folders before what they hold (see the module's
+    docstring for what is left out); links and Hangar repositories are not entered."""
     for folder, dirs, files in os.walk(root):
         rel = os.path.relpath(folder, root)
         rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
         dirs[:] = [d for d in dirs if d not in SKIPPED and f"{rel}{d}" not in leave_out
                    and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))]
-        target = to / rel
-        target.mkdir(exist_ok=True)
         for d in dirs:
-            if os.path.islink(os.path.join(folder, d)):  # a link is copied as a link
-                os.symlink(os.readlink(os.path.join(folder, d)), target / d)
-            elif d == ".hangar":  # a Hangar repository: read at a pinned commit, never written
-                os.symlink(os.path.join(folder, d), target / d)
+            src = os.path.join(folder, d)
+            yield f"{rel}{d}", "link" if os.path.islink(src) else "hangar" if d == ".hangar" else "dir", src
         dirs[:] = [d for d in dirs if d != ".hangar" and not os.path.islink(os.path.join(folder, d))]
         for name in files:
-            if f"{rel}{name}" in leave_out:
-                continue
-            src = os.path.join(folder, name)
-            if os.path.islink(src):
-                os.symlink(os.readlink(src), target / name)
-            else:
-                clone_or_copy(src, target / name)
+            if f"{rel}{name}" not in leave_out:
+                src = os.path.join(folder, name)
+                yield f"{rel}{name}", "link" if os.path.islink(src) else "file", src
+
+
+def _place(entry: Entry, root: Path, ws: Path) -> None:
+    rel, kind, src = entry
+    target = ws / rel
+    if kind == "dir":
+        target.mkdir(exist_ok=True)
+    elif kind == "file":
+        clone_or_copy(src, target)
+    elif kind == "hangar":  # a Hangar repository: read at a pinned commit, never written
+        os.symlink(src, target)
+    else:
+        os.symlink(_link_target(src, root, ws), target)
+
+
+def _link_target(link: str, root: Path, ws: Path) -> str:
+    """Where a copied link points: into the workspace for a target inside the project (so a point
+    never reaches the project's own files through it), else to the same place, made absolute."""
+    text = os.readlink(link)
+    resolved = Path(os.path.normpath(os.path.join(os.path.dirname(link), text)))
+    try:
+        inside = resolved.relative_to(root)
+    except ValueError:
+        return str(resolved)  # outside the project: the same file (a relative link would move)
+    if not os.path.isabs(text):
+        return text  # relative, and inside: the same relative link works in the copy
+    return str(ws / inside)
 
 
 def _link_state(root: Path, ws: Path) -> None:

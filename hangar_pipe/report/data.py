@@ -4,6 +4,7 @@ curves, confusion matrices and the pipeline graph. Pure reads; the page (page.py
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 from hangar_pipe.core.history import RunRecord
@@ -25,7 +26,7 @@ def collect(pipeline: Pipeline) -> dict[str, Any]:
         "made": datetime.now().astimezone().isoformat(timespec="seconds"),
         "metrics": [names[k] for k in keys],
         "runs": [_run_row(r, keys) for r in runs],
-        "commits": _commits(runs, keys),
+        "commits": _commits(runs, keys, names),
         "curves": _curves(pipeline, runs),
         "matrices": _matrices(pipeline),
         "graph": graph_layout(pipeline),
@@ -41,7 +42,8 @@ def _run_row(run: RunRecord, keys: list[tuple[str, str]]) -> dict[str, Any]:
             "values": [run.metrics.get(f, {}).get(k) for f, k in keys]}
 
 
-def _commits(runs: list[RunRecord], keys: list[tuple[str, str]]) -> dict[str, Any]:
+def _commits(runs: list[RunRecord], keys: list[tuple[str, str]], names: dict[tuple[str, str], str]
+             ) -> dict[str, Any]:
     """Each headline metric per data commit, oldest commit first: the latest plain run's value
     (a line), and every experiment point's (dots)."""
     order: list[str] = []
@@ -58,10 +60,10 @@ def _commits(runs: list[RunRecord], keys: list[tuple[str, str]]) -> dict[str, An
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             if "experiment" in run.tags:
-                dots.append({"metric": k, "commit": run.data_commit[:10], "value": value,
+                dots.append({"metric": names[(f, k)], "commit": run.data_commit[:10], "value": value,
                              "label": run.tags.get("overrides", "")})
             else:
-                lines.setdefault(k, {})[run.data_commit[:10]] = value
+                lines.setdefault(names[(f, k)], {})[run.data_commit[:10]] = value
     return {"order": order, "lines": lines, "dots": dots}
 
 
@@ -70,7 +72,7 @@ def _curves(pipeline: Pipeline, runs: list[RunRecord]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, files in pipeline.run_plot_files(runs):
         for run, path in files:
-            header, rows = read_table(path)
+            header, rows = read_table(path, PurePosixPath(key).suffix)
             if header and not is_matrix(header):
                 found.setdefault(key, {})[run.id] = {"header": header, "rows": _numbers(rows)}
     return found
@@ -92,7 +94,7 @@ def _matrices(pipeline: Pipeline) -> list[dict[str, Any]]:
         header, rows = read_table(path)
         if is_matrix(header):
             found.append({"name": key, "labels": header[1:], "actual": [r[0] for r in rows],
-                          "counts": [[int(float(v)) for v in r[1:]] for r in rows]})
+                          "counts": [[int(float(v or 0)) for v in r[1:]] for r in rows]})
     return found
 
 

@@ -32,7 +32,9 @@ const COLUMNS = [
   {key: "status", label: "exit", num: true}, {key: "seconds", label: "took (s)", num: true},
   {key: "ran", label: "ran"}];
 let sort = {label: "when", desc: true};
-const asked = /sort=([^:&]+)(?::(asc|desc))?/.exec(decodeURIComponent(location.hash));
+let hash = location.hash;
+try { hash = decodeURIComponent(hash); } catch (e) { /* a malformed address: as it is */ }
+const asked = /sort=([^:&]+)(?::(asc|desc))?/.exec(hash);
 if (asked) sort = {label: asked[1], desc: asked[2] === "desc"};
 
 const cell = (r, c) => (typeof c.key === "number" ? r.values[c.key] : r[c.key]);
@@ -80,7 +82,7 @@ function drawTable() {
       }
     }
   }
-  if (!D.runs.length) make("p", {class: "empty"}, table.parentNode, "No runs recorded yet.");
+  if (!D.runs.length) make("caption", {class: "empty"}, table, "No runs recorded yet.");
 }
 
 // -- charts ------------------------------------------------------------------------------------
@@ -100,7 +102,9 @@ function chart(parent, title, series, xLabel, categories) {
   make("text", {x: L, y: 16, "font-weight": "bold"}, svg, title);
   const xs = series.flatMap(s => s.points.map(p => p[0])), ys = series.flatMap(s => s.points.map(p => p[1]));
   if (!xs.length) return svg;
-  let [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const low = a => a.reduce((m, v) => (v < m ? v : m), Infinity);
+  const high = a => a.reduce((m, v) => (v > m ? v : m), -Infinity);
+  let [x0, x1] = [low(xs), high(xs)], [y0, y1] = [low(ys), high(ys)];
   if (categories) [x0, x1] = [-0.5, categories.length - 0.5];
   if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
   if (x0 === x1) { x0 -= 1; x1 += 1; }
@@ -167,7 +171,8 @@ function drawCurves() {
         table.header.slice(1).forEach((col, j) => {
           if (!test(col) || taken.has(col + "\u0000" + r.id)) return;
           taken.add(col + "\u0000" + r.id);
-          const pts = table.rows.filter(row => row[0] !== null && row[j + 1] !== null).map(row => [row[0], row[j + 1]]);
+          const pts = table.rows.filter(row => typeof row[0] === "number" && typeof row[j + 1] === "number")
+            .map(row => [row[0], row[j + 1]]);
           series.push({name: `${r.overrides || r.id.slice(0, 15)}: ${col}`, color: COLORS[(i * 3 + j) % 10], points: pts});
         });
       });
@@ -184,7 +189,7 @@ function drawMatrices() {
     const n = m.labels.length, size = Math.max(18, Math.min(36, 360 / n)), L = 60, T = 40;
     const svg = make("svg", {width: L + n * size + 20, height: T + m.actual.length * size + 40, class: "matrix"}, box);
     make("text", {x: L, y: 16, "font-weight": "bold"}, svg, m.name);
-    const peak = Math.max(1, ...m.counts.flat());
+    const peak = m.counts.flat().reduce((a, v) => (v > a ? v : a), 1);
     m.counts.forEach((row, i) => {
       make("text", {x: L - 6, y: T + i * size + size / 2 + 4, "text-anchor": "end"}, svg, m.actual[i]);
       row.forEach((v, j) => {

@@ -31,7 +31,7 @@ def render(data: dict[str, Any]) -> str:
     css = files.joinpath("page.css").read_text()
     script = files.joinpath("page.js").read_text()
     plain = json.loads(json.dumps(data, default=str), parse_constant=lambda _: None)  # NaN, inf: none
-    payload = json.dumps(plain).replace("</", "<\\/")  # (no `</script>` can end the block early)
+    payload = json.dumps(plain).replace("<", "\\u003c")  # (no `</script>` or `<!--` in the block)
     return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
             f"<title>{html.escape(data.get('title', 'hpipe report'))}</title>\n<style>\n{css}</style></head>\n"
             f"<body>\n{_BODY}\n<script type=\"application/json\" id=\"data\">{payload}</script>\n"
