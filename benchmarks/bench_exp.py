@@ -69,7 +69,8 @@ def dvc_grid(dvc: Path, data: Path, commit: str) -> float:
     shutil.copy(REPO / "params.yaml", folder / "params.yaml")
     (folder / "dvc.yaml").write_text(DVC_YAML)
     env = {**ENV, "HPIPE_DATA_REPO": str(data), "HPIPE_DATA_COMMIT": commit, "HPIPE_THREADS": "1",
-           "OMP_NUM_THREADS": "1", "PATH": f"{Path(PY).parent}{os.pathsep}{ENV.get('PATH', '')}",
+           "OMP_NUM_THREADS": "1",  # (DVC starts its queue workers as `dvc` from PATH)
+           "PATH": os.pathsep.join([str(Path(PY).parent), str(dvc.parent), ENV.get("PATH", "")]),
            "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
            "GIT_COMMITTER_EMAIL": "b@b"}
 
@@ -96,6 +97,9 @@ def dvc_grid(dvc: Path, data: Path, commit: str) -> float:
         status = sh(dvc, "queue", "status")
         if not any(word in status for word in ("Queued", "Running")):
             break
+        if time.perf_counter() - started > 1800 or "0 active, 0 idle" in status and "Running" not in status \
+                and time.perf_counter() - started > 120:
+            raise SystemExit(f"DVC's queue is stuck:\n{status}")
         time.sleep(1)
     seconds = time.perf_counter() - started
     shown = json.loads(sh(dvc, "exp", "show", "--json"))
