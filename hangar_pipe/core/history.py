@@ -122,6 +122,10 @@ class History:
         rows = self.db.use(lambda db: db.execute(sql, args).fetchall())
         return [RunRecord(**json.loads(row[0])) for row in rows]
 
+    def since(self, started: float) -> list[RunRecord]:
+        """The runs started at or after `started` (seconds since the epoch), newest first."""
+        return self._query("SELECT record FROM runs WHERE started >= ? ORDER BY started DESC", (started,))
+
     def latest(self, n: int | None = None) -> list[RunRecord]:
         """The newest runs first."""
         limit = "" if n is None else f" LIMIT {int(n)}"

@@ -189,8 +189,8 @@ class _Loop:
 
 def _find_run(root: Path, name: str, point: str, since: float) -> RunRecord | None:
     """The history's record of this point's run (None: the run ended before it was recorded)."""
-    for run in History(layout.history_db(root)).latest(100):
-        if run.tags.get("experiment") == name and run.tags.get("point") == point and run.started >= since - 1:
+    for run in History(layout.history_db(root)).since(since - 1):
+        if run.tags.get("experiment") == name and run.tags.get("point") == point:
             return run
     return None
 

@@ -5,8 +5,8 @@ user's files, outputs and pipeline.lock are never touched. Left out of it: hpipe
 version-control folders, virtual environments and tool caches, and the outputs the stages cache
 (a run restores those it needs from the shared cache, or makes them). Shared with the project,
 through links inside `.hpipe/`: the object cache and run cache (`cache/`), the run history
-(`runs.db`) and the cached Hangar columns (`columns/`); a Hangar repository (`.hangar`) is a link
-too: a point reads it at a pinned commit and never writes it.
+(`runs.db`), the cached Hangar columns (`columns/`) and column fingerprints; a Hangar repository
+(`.hangar`) is a link too: a point reads it at a pinned commit and never writes it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from hangar_pipe.experiments.plan import Overrides
 
 SKIPPED = {layout.STATE_DIR, ".git", ".hg", ".svn", ".dvc", "__pycache__", ".mypy_cache",
            ".pytest_cache", ".ruff_cache", "node_modules"}
-SHARED = ("cache", "runs.db", "columns")  # under .hpipe/: linked to the project's
+SHARED = ("cache", "runs.db", "columns", "hangar-fingerprints.json")  # under .hpipe/: links to the project's
 
 
 def cached_outputs(spec: PipelineSpec) -> set[str]:

@@ -65,8 +65,9 @@ class FingerprintCache:
             return
         kept = dict(list(self._entries.items())[-MAX_ENTRIES:])
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.file, json.dumps({"format": FORMAT, "entries": kept}).encode())
+            target = self.file.resolve()  # (an experiment's workspace links to the project's file)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, json.dumps({"format": FORMAT, "entries": kept}).encode())
         except OSError:
             return
         self._dirty = False
