@@ -1,14 +1,15 @@
 """`hpipe exp run`: run an experiment's points, each in its own workspace and process.
 
-Each point is `hpipe repro` in a copy of the project (experiments/workspace.py) at the point's
-data commit, tagged in the history with the experiment, the point's id and its overrides. Up to
-`jobs` points run at once, each on its own share of the CPUs (so `-j 2` on 2 cores does not
-oversubscribe; the thread count follows, see core/threads.py). What a point leaves is one record,
-`.hpipe/exps/NAME/points/ID.json`, written when it has finished: its state, run id, metrics,
-params files and pipeline.lock (what `exp apply` puts back). An interrupted or killed `exp run`
-records no point it did not finish, and a point's process stops when `exp run` is gone; running
-the same command again runs only the points without a record (a failed one is tried again, and
-so is every point when the project's files changed since: see workspace.digest).
+Each point is `hpipe repro` in a copy of the project (experiments/workspace.py), in a process
+forked from this one (experiments/process.py), at the point's data commit, tagged in the history
+with the experiment, the point's id and its overrides. Up to `jobs` points run at once, each on
+its own share of the CPUs (so `-j 2` on 2 cores does not oversubscribe; the thread count
+follows, see core/threads.py). What a point leaves is one record,
+`.hpipe/exps/NAME/points/ID.json`, written when it has finished: its state, run id, metrics and
+params files (what `exp apply` puts back). An interrupted or killed `exp run` records no point it
+did not finish, and a point's process stops when `exp run` is gone; running the same command
+again runs only the points without a record (a failed one is tried again, and so is every point
+when the project's files changed since: see workspace.digest).
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from hangar_pipe.core import layout
 from hangar_pipe.core.atomic import atomic_write
@@ -32,6 +30,7 @@ from hangar_pipe.core.threads import cores
 from hangar_pipe.errors import UserError
 from hangar_pipe.experiments import records, workspace
 from hangar_pipe.experiments.plan import Point
+from hangar_pipe.experiments.process import PointProcess
 from hangar_pipe.experiments.records import PointRecord
 from hangar_pipe.pipeline import Pipeline
 
@@ -58,10 +57,9 @@ class Experiment:
 @dataclass
 class _Running:
     point: Point
-    proc: subprocess.Popen[bytes]
+    proc: PointProcess
     slot: int
     started: float
-    log: Any
 
 
 def run(pipeline: Pipeline, exp: Experiment, reporter: ExpReporter) -> list[PointRecord]:
@@ -133,18 +131,16 @@ class _Loop:
         workspace.make(self.pipeline.spec, ws, point.overrides)
         log_path = self.folder / "logs" / f"{point.id}.log"
         log_path.parent.mkdir(exist_ok=True)
-        log = open(log_path, "wb")  # noqa: SIM115 (closed when the point is reaped)
         cpus = self.cpus[slot % len(self.cpus)] if self.cpus else None
-        threads = len(cpus) if cpus else cores()
-        env = {**os.environ, "HPIPE_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
         self.reporter.point_started(point)
-        proc = subprocess.Popen(self._command(point, ws), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env, preexec_fn=_child_setup(cpus))
-        self.running.append(_Running(point, proc, slot, time.time(), log))
+        started = time.time()
+        proc = PointProcess(self._command(point, ws), log_path, cpus, len(cpus) if cpus else cores())
+        self.running.append(_Running(point, proc, slot, started))
 
     def _command(self, point: Point, ws: Path) -> list[str]:
+        """The point's `hpipe` command line (argv without the program)."""
         tags = {"experiment": self.exp.name, "point": point.id, "overrides": point.label()}
-        cmd = [sys.executable, "-m", "hangar_pipe.cli", "-C", str(ws), "repro", *self.exp.stages]
+        cmd = ["-C", str(ws), "repro", *self.exp.stages]
         cmd += [arg for k, v in tags.items() for arg in ("--tag", f"{k}={v}")]
         if point.data_commit:
             cmd += ["--data-commit", point.data_commit]
@@ -156,7 +152,6 @@ class _Loop:
             if code is None:
                 continue
             self.running.remove(r)
-            r.log.close()
             if code == 130 or code < 0:  # interrupted: not recorded, run again next time
                 continue
             record = self._record(r, code)
@@ -175,15 +170,9 @@ class _Loop:
     def _stop_all(self) -> None:
         """Interrupt the points running (as Ctrl-C would) and wait for them to stop."""
         for r in self.running:
-            if r.proc.poll() is None:
-                r.proc.send_signal(signal.SIGINT)
+            r.proc.interrupt()
         for r in self.running:
-            try:
-                r.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                r.proc.kill()
-                r.proc.wait()
-            r.log.close()
+            r.proc.wait(timeout=30)
         self.running.clear()
 
 
@@ -200,22 +189,3 @@ def _wait_for_leftovers(ws: Path) -> None:
     if (ws / layout.STATE_DIR).is_dir() and not (ws / layout.STATE_DIR).is_symlink():
         with ReproMutex(layout.repro_mutex(ws), wait=60):
             pass
-
-
-def _child_setup(cpus: list[int] | None) -> Any:
-    """In the point's process before it starts: its CPUs, and SIGINT when `exp run` dies (Linux)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
-
-    parent = os.getpid()
-
-    def setup() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # (an ignored SIGINT, under nohup, would stay so)
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-        if libc is not None:
-            libc.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
-            if os.getppid() != parent:  # `exp run` died before that: do not start
-                os._exit(130)
-    return setup
