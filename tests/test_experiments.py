@@ -23,9 +23,9 @@ TRAIN = """
     import json, os, sys, time
     import yaml
     p = yaml.safe_load(open("params.yaml"))["train"]
-    time.sleep(p.get("sleep", 0))
     if p["lr"] < 0:
         sys.exit("train.py: a negative learning rate")
+    time.sleep(p.get("sleep", 0))
     open("model.txt", "w").write(f"model lr={p['lr']} bs={p['bs']}\\n")
     acc = round(1 - abs(p["lr"] - 0.05) - p["bs"] / 1000, 4)
     json.dump({"acc": acc, "loss": p["lr"], "threads": os.environ.get("HPIPE_THREADS")},
@@ -119,6 +119,11 @@ def test_a_failed_point_is_recorded_and_the_others_run(exp: Project) -> None:
     assert "a negative learning rate" in Path(failed[0]["log"]).read_text()
     fast = exp.hpipe("exp", "run", "-S", "train.lr=-1,0.03,0.04", "--name", "ff", "--fail-fast", check=1)
     assert len(show(exp, "--name", "ff")) == 1, fast.out
+    started = time.monotonic()  # -j 2: the point running beside the failed one is interrupted
+    exp.hpipe("exp", "run", "-S", "train.lr=-1,0.05", "-S", "train.sleep=20", "-j", "2", "--name", "ff2",
+              "--fail-fast", check=1)
+    assert time.monotonic() - started < 15
+    assert [p["state"] for p in show(exp, "--name", "ff2")] == ["failed"]
 
 
 def test_apply_writes_the_params_and_restores_the_outputs(exp: Project) -> None:

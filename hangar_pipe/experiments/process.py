@@ -24,6 +24,7 @@ class PointProcess:
 
     def __init__(self, argv: list[str], log: Path, cpus: list[int] | None, threads: int) -> None:
         self.code: int | None = None
+        self._interrupted = False
         parent = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -40,8 +41,10 @@ class PointProcess:
         return self.code
 
     def interrupt(self) -> None:
-        if self.poll() is None:
+        """SIGINT, as Ctrl-C (once: a second one would stop its stages harder)."""
+        if self.poll() is None and not self._interrupted:
             os.kill(self.pid, signal.SIGINT)
+            self._interrupted = True
 
     def wait(self, timeout: float) -> int:
         """Wait up to `timeout` s for the point to stop, then kill it."""

@@ -115,8 +115,11 @@ class _Loop:
             while todo or self.running:
                 while todo and len(self.running) < self.exp.jobs and not (self.failed and self.exp.fail_fast):
                     self._start(todo.pop(0))
-                if self.failed and self.exp.fail_fast and not self.running:
-                    break
+                if self.failed and self.exp.fail_fast:
+                    if not self.running:
+                        break
+                    for r in self.running:  # (interrupted points are not recorded: run next time)
+                        r.proc.interrupt()
                 self._reap()
                 time.sleep(0.02)
         except BaseException:
