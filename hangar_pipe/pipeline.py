@@ -136,9 +136,7 @@ class Pipeline:
         def project_path(t: str) -> str:
             rel = os.path.relpath(os.path.abspath(t), self.root).replace(os.sep, "/")
             return t if rel.startswith("../") or rel == ".." else rel
-        def named(t: str) -> bool:  # a stage, or a foreach/matrix template's name
-            return t in self.stages or any(s.startswith(f"{t}@") for s in self.stages)
-        return [t if named(t) else project_path(t) for t in targets]
+        return [t if self.graph.named(t) else project_path(t) for t in targets]
 
     def status(self, targets: list[str] | None = None, *, single: bool = False,
                downstream: bool = False, data_commit: str | None = None) -> RunResult:

@@ -54,6 +54,13 @@ def is_matrix(header: list[str]) -> bool:
     return bool(header) and header[0].lower().startswith("actual")
 
 
+def curve_table(path: Path, key: str) -> tuple[list[str], list[list[str]]] | None:
+    """The table of plot file `key` stored at `path` (a cache object: read by the key's suffix),
+    or None when it is no curve plot (a confusion matrix, or empty)."""
+    header, rows = read_table(path, PurePosixPath(key).suffix)
+    return (header, rows) if header and not is_matrix(header) else None
+
+
 def _pyplot() -> Any:
     import matplotlib
 

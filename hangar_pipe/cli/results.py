@@ -1,7 +1,7 @@
 """`hpipe metrics`, `params`, `runs`, `plots`, `report` and `gc`: what the runs produced, and cleaning up after them."""
 
 import json
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hangar_pipe.cli.app import Arg, arg, at_least, command, group, opt, terminal_width
@@ -201,14 +201,13 @@ def plots(output: Path, runs: list[str] | None) -> None:
 
 
 def _run_plots(pipeline: Pipeline, refs: list[str], folder: Path) -> list[Path]:
-    from hangar_pipe.plots import is_matrix, read_table, render_overlay
+    from hangar_pipe.plots import curve_table, render_overlay
 
     records = [find_run(pipeline, ref) for ref in refs]
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for key, files in pipeline.run_plot_files(records):
-        suffix = PurePosixPath(key).suffix
-        curves = [(run_label(run), path) for run, path in files if not is_matrix(read_table(path, suffix)[0])]
+        curves = [(run_label(run), path) for run, path in files if curve_table(path, key)]
         if not curves:
             continue
         png = folder / (key.replace("/", "_").rsplit(".", 1)[0] + ".png")

@@ -101,15 +101,20 @@ class Graph:
                 down[up].add(name)
         return down
 
+    def named(self, name: str) -> list[str]:
+        """The stages a name stands for: the stage itself, or every stage a foreach/matrix
+        template of that name generated (`train` -> `train@...`); none if neither."""
+        if name in self.stages:
+            return [name]
+        return [n for n in self.stages if n.startswith(f"{name}@")]
+
     def stages_for(self, targets: list[str]) -> list[str]:
         """Stage names for targets: a stage's name, or a project path that stages write (one of
         their outputs, a folder holding one, or a path inside one)."""
         names: list[str] = []
         for t in targets:
-            if t in self.stages:
-                names.append(t)
-            elif generated := [n for n in self.stages if n.startswith(f"{t}@")]:  # a foreach/matrix
-                names += generated
+            if named := self.named(t):
+                names += named
             elif writers := self.producers_of_path(posixpath.normpath(t)):
                 names += sorted(writers)
             else:

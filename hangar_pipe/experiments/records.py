@@ -133,7 +133,7 @@ def find(root: Path, ref: str) -> PointRecord:
 def remove(root: Path, refs: list[str], name: str | None) -> list[str]:
     """Remove points (ids or prefixes), or a whole experiment (`name`); the ids removed."""
     if name is not None:
-        gone = [r.id for r in load_all(root, check_name(name))]
+        gone = [r.id for r in load_all(root, name)]  # (which checks the name first)
         shutil.rmtree(layout.experiments(root) / name)
         return gone
     removed = []

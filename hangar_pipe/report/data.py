@@ -4,12 +4,11 @@ curves, confusion matrices and the pipeline graph. Pure reads; the page (page.py
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from hangar_pipe.core.history import RunRecord
 from hangar_pipe.pipeline import Pipeline
-from hangar_pipe.plots import is_matrix, read_table
+from hangar_pipe.plots import curve_table, is_matrix, read_table
 from hangar_pipe.reports import metric_keys, short_metric_names
 
 MAX_RUNS = 200  # the newest runs in the table (and their curves, when the cache has them)
@@ -72,9 +71,8 @@ def _curves(pipeline: Pipeline, runs: list[RunRecord]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, files in pipeline.run_plot_files(runs):
         for run, path in files:
-            header, rows = read_table(path, PurePosixPath(key).suffix)
-            if header and not is_matrix(header):
-                found.setdefault(key, {})[run.id] = {"header": header, "rows": _numbers(rows)}
+            if table := curve_table(path, key):
+                found.setdefault(key, {})[run.id] = {"header": table[0], "rows": _numbers(table[1])}
     return found
 
 
