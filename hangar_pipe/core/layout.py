@@ -71,6 +71,11 @@ def experiments(root: Path) -> Path:
     return root / STATE_DIR / "exps"
 
 
+def map_states(root: Path) -> Path:
+    """One folder per `uses: map` stage: what it last processed, per sample (mapping/state.py)."""
+    return root / STATE_DIR / "map"
+
+
 def stage_states(root: Path) -> Path:
     """One folder per stage that keeps resumable state (core/stage_state.py)."""
     return root / STATE_DIR / "state"

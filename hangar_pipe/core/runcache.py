@@ -25,10 +25,16 @@ _SCHEMA = ("CREATE TABLE IF NOT EXISTS runs (key TEXT, created REAL, run_id TEXT
            "CREATE INDEX IF NOT EXISTS runs_key ON runs (key)")
 
 
-def run_key(stage: Stage, measured: Measured) -> str:
+def run_material(stage: Stage, measured: Measured) -> dict[str, Any]:
+    """What the run key hashes: the definition, each dep's identity, the params values. A built-in
+    stage gets it as HPIPE_STAGE_INPUTS (the map stage keys its own state on part of it)."""
     items = {d.key: d for d in stage.deps}
     deps = {k: None if rec is None else items[k].identity(rec) for k, rec in sorted(measured.deps.items())}
-    material = {"definition": stage.definition(), "deps": deps, "params": measured.params}
+    return {"definition": stage.definition(), "deps": deps, "params": measured.params}
+
+
+def run_key(stage: Stage, measured: Measured) -> str:
+    material = run_material(stage, measured)
     return xxhash.xxh3_128_hexdigest(json.dumps(material, sort_keys=True, default=str).encode())
 
 

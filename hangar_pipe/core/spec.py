@@ -34,6 +34,13 @@ BUILTIN_INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, list[str]]]] = {}
 #: train stage's `model.module`): tracked as code deps. Called with `with:` and a reader of the
 #: stage's params files (path relative to its wdir -> data, None if unreadable), read only then.
 BUILTIN_CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {}
+#: Built-in stages that check their own data outputs under `repro --verify` (recompute and compare,
+#: writing nothing); other writers of data are not rerun by --verify.
+BUILTIN_VERIFIES: set[str] = set()
+#: Built-in stage name -> "module:function(stage, reasons, measured, workspace) -> reasons": words
+#: the reasons a stage would run in its own terms (the map stage: samples changed). Imported only
+#: when such a stage is out of date.
+BUILTIN_EXPLAIN: dict[str, str] = {}
 
 _TOP_KEYS = {"data": dict, "stages": dict, "vars": list}
 _TEMPLATE_KEYS = {"foreach", "do", "matrix", "vars"}

@@ -17,9 +17,9 @@ from hangar_pipe.core.decisions import (
     stage_reasons,
 )
 from hangar_pipe.core.kinds import Record, record_key, recorded_metrics
-from hangar_pipe.core.runcache import run_key
+from hangar_pipe.core.runcache import run_key, run_material
 from hangar_pipe.core.runner import Job, Processes, StageError, Verify
-from hangar_pipe.core.spec import Stage
+from hangar_pipe.core.spec import BUILTIN_EXPLAIN, BUILTIN_VERIFIES, Stage
 
 # core.threads and core.stage_state are imported where a stage is run or restored, not on the
 # no-op path (each module and dataclass defined costs start-up: docs/benchmarks.md, issue 13.6)
@@ -79,9 +79,13 @@ class StageOps:
         deps = self.measured[name] = measure_deps(stage, ws)
         outs = measure_outs(stage, ws)
         # --verify reruns stages to compare their results, but a writer's result is a new commit
-        writer_under_verify = self.ctx.options.verify and any(o.writes is not None for o in stage.outs)
+        # (a built-in stage that checks its own data outputs is rerun, and commits nothing)
+        writer_under_verify = (self.ctx.options.verify and stage.uses not in BUILTIN_VERIFIES
+                               and any(o.writes is not None for o in stage.outs))
         forced = self.force and not (writer_under_verify and not self.ctx.options.force)
         reasons = stage_reasons(stage, entry, deps, outs, ws, forced=forced)
+        if reasons and stage.uses in BUILTIN_EXPLAIN:
+            reasons = _explainer(BUILTIN_EXPLAIN[stage.uses])(stage, reasons, deps, ws)
         if upstream_would_run:
             reasons["upstream changed"] = upstream_would_run
         notes = output_drift(stage, entry, outs, ws)
@@ -154,6 +158,7 @@ class StageOps:
         env = {**os.environ, **ctx.data.environment(writes), "HPIPE_STAGE": name,
                "HPIPE_ROOT": str(ctx.root), "HPIPE_STATE_DIR": str(state)}
         if stage.cmd is None:
+            env.update(self._stage_options(stage))
             paths = [cwd, str(ctx.root), *filter(None, [env.get("PYTHONPATH")])]
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
             env[threads.ENV] = str(self._threads(stage))
@@ -174,6 +179,17 @@ class StageOps:
             return 0
 
         return run_commands
+
+    def _stage_options(self, stage: Stage) -> dict[str, str]:
+        """What a built-in stage may act on: what its run key is made of (HPIPE_STAGE_INPUTS), and
+        `-f`, `--verify` and `-j N` (HPIPE_FORCE, HPIPE_VERIFY, HPIPE_JOBS)."""
+        options = self.ctx.options
+        env = {"HPIPE_STAGE_INPUTS": json.dumps(run_material(stage, self.measured[stage.name]),
+                                                sort_keys=True, default=str)}
+        env["HPIPE_FORCE"] = "1" if options.force else ""  # (set either way: never inherited)
+        env["HPIPE_VERIFY"] = "1" if options.verify else ""
+        env["HPIPE_JOBS"] = str(options.jobs)
+        return env
 
     def _threads(self, stage: Stage) -> int:
         """The stage's thread count (core.threads), said once per run, and when it is not the usual."""
@@ -218,9 +234,15 @@ class StageOps:
         for out in stage.outs:
             if out.writes is not None:
                 ctx.data.written(out.writes)  # its readers downstream see the new commit
+        previous = ctx.lock.get(name)
         entry = self.commit(name)
         key = run_key(stage, self.measured[name])
-        outcome = compare_with_earlier(ctx.run_cache.candidates(key), entry) if ctx.options.verify else None
+        outcome = None
+        if ctx.options.verify:  # with the run cache's runs for these inputs, else the lock's own
+            earlier = ctx.run_cache.candidates(key)
+            if not earlier and previous and run_key(stage, recorded_inputs(previous)) == key:
+                earlier = [("lock", previous)]
+            outcome = compare_with_earlier(earlier, entry)
         if cacheable(stage):
             ctx.run_cache.put(key, ctx.run_id, entry)
         drop(ctx.root, name, key)  # recorded: a later run starts from scratch
@@ -255,6 +277,14 @@ class StageOps:
         if missing := [k for k, rec in outs.items() if rec is None]:
             raise StageError(f"command succeeded but did not produce {', '.join(missing)}")
         return {o.key: o.lock_record(outs[o.key] or {}, ws) for o in stage.outs}
+
+
+def _explainer(target: str) -> Any:
+    """A built-in stage's explain hook ("module:function"), imported on first use."""
+    import importlib
+
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def _same_definition(stage: Stage, entry: dict[str, Any]) -> bool:

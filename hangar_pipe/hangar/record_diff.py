@@ -20,9 +20,15 @@ BLOCK = 1 << 18  # bytes compared at a time while looking for the first differen
 def sample_counts(old_run: bytes, new_run: bytes, cut: int) -> dict[str, int]:
     """Samples modified, added and removed between two commits' record runs of one column
     (`cut`: the length of the `<layout>:<column>:` prefix, the same for both layouts)."""
+    return key_counts(*changed_records(old_run, new_run, cut))
+
+
+def changed_records(old_run: bytes, new_run: bytes, cut: int) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    """The samples whose records differ between two runs of one column: (key -> digest in the old
+    run, key -> digest in the new run); a key in both was modified, in one only removed or added."""
     old_mid, new_mid = middles(old_run, new_run)
     old, new = _records(old_mid), _records(new_mid)
-    return key_counts(by_key([b"$".join(old - new)], cut), by_key([b"$".join(new - old)], cut))
+    return by_key([b"$".join(old - new)], cut), by_key([b"$".join(new - old)], cut)
 
 
 def _records(run: bytes) -> set[bytes]:

@@ -298,7 +298,7 @@ class HangarStore:
         runs = [self._run(commit, f"{layout}:{name}:".encode()) for layout in ("f", "n")]
         return by_key(runs, len(name.encode()) + 3)
 
-    def _column_records(self, commit: str, name: str) -> tuple[dict[str, Any], bytes] | None:
+    def column_records(self, commit: str, name: str) -> tuple[dict[str, Any], bytes] | None:
         """A column's semantic schema and its data records (the run of the layout its schema
         names, as `column()` hashes) at a commit, or None if it is not there."""
         schema_rec = self._run(commit, f"s:{name}:".encode())
@@ -332,7 +332,7 @@ class HangarStore:
         change: dict[str, Any] = {"from": old_commit, "to": new_commit}
         if not self.has_commit(old_commit):
             return change
-        old, new = self._column_records(old_commit, name), self._column_records(new_commit, name)
+        old, new = self.column_records(old_commit, name), self.column_records(new_commit, name)
         if old is None or new is None:
             return {**change, "column": "added" if old is None else "removed"}
         (old_schema, old_run), (new_schema, new_run) = old, new

@@ -124,7 +124,8 @@ def writer(repo: Path, branch: str, stage: str) -> Iterator[Any]:
             yield co
         except BaseException:
             with compat.quiet():
-                co.reset_staging_area()
+                if co.diff.status() == "DIRTY":  # (Hangar refuses to reset a clean staging area)
+                    co.reset_staging_area()
             raise
         finally:
             _marker_path(repo).unlink(missing_ok=True)

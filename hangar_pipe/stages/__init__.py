@@ -14,6 +14,7 @@ BUILTIN: dict[str, str] = {
     "ingest": "hangar_pipe.stages.ingest:run",  # files or the MNIST subset -> Hangar columns, committed
     "train": "hangar_pipe.stages.train:run",  # a PyTorch model on Hangar columns -> checkpoint, metrics
     "evaluate": "hangar_pipe.stages.evaluate:run",  # a checkpoint on Hangar columns -> metrics
+    "map": "hangar_pipe.stages.map:run",  # a function over samples of Hangar columns, redoing what changed
 }
 
 
@@ -41,6 +42,18 @@ def _train_code(with_: dict[str, Any], params: Callable[[str], Any]) -> list[str
     return [target.partition(":")[0]] if isinstance(target, str) and ":" in target else []
 
 
+def _map_code(with_: dict[str, Any], params: Callable[[str], Any]) -> list[str]:
+    """The module of the map stage's function, `fn: "pkg.features:normalize"`."""
+    fn = with_.get("fn")
+    return [fn.partition(":")[0]] if isinstance(fn, str) and ":" in fn else []
+
+
 #: the modules of the user's code a built-in stage imports, named in its params (`with:`, a params
 #: file reader -> module names); hpipe tracks their files as code deps
-CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {"train": _train_code}
+CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {
+    "train": _train_code, "map": _map_code}
+
+#: built-in stages that check their own Hangar outputs under `repro --verify`, writing nothing
+VERIFIES = {"map"}
+#: built-in stage -> "module:function" that words its reasons to run in its own terms
+EXPLAIN = {"map": "hangar_pipe.mapping.explain:explain"}

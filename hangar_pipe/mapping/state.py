@@ -1,0 +1,103 @@
+"""What a map stage last processed: `.hpipe/map/<stage>/state.json`, and its provenance.
+
+The state names the config the outputs were computed with (a digest of everything but the input
+samples that determines them), the input commit with each input column's fingerprint, and the
+output commit with each output column's fingerprint. The provenance is, per input column, that
+commit's records: each sample's key and data digest, i.e. which input samples produced each
+output sample. The next run diffs it against the records of the new commit.
+
+Both are written after the commit, each atomically, the provenance first (its name is its hash).
+A state whose outputs are not the ones at the branch head now is not used: the next run
+recomputes every sample.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from hangar_pipe.core.atomic import atomic_write
+from hangar_pipe.core.layout import map_states, path_safe
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class MapState:
+    """A map stage's last good run: its config, what it read and what it committed."""
+
+    config: str
+    branch: str
+    input_commit: str
+    inputs: dict[str, str]  # column -> fingerprint at input_commit
+    output_commit: str
+    outputs: dict[str, str]  # column -> fingerprint at output_commit
+    provenance: str  # the provenance file's name
+    samples: int
+
+
+def folder(root: Path, stage: str) -> Path:
+    return map_states(root) / path_safe(stage)
+
+
+def load(root: Path, stage: str) -> tuple[MapState, dict[str, bytes]] | None:
+    """The state and its provenance (input column -> records), or None when either is missing
+    or unreadable (then every sample is computed again)."""
+    base = folder(root, stage)
+    try:
+        raw = json.loads((base / "state.json").read_text())
+        if raw.pop("version", None) != VERSION:
+            return None
+        state = MapState(**raw)
+        return state, read_provenance(base / state.provenance)
+    except (OSError, ValueError, TypeError, zlib.error):
+        return None
+
+
+def read_provenance(path: Path) -> dict[str, bytes]:
+    data = zlib.decompress(path.read_bytes())
+    header, _, body = data.partition(b"\n")
+    runs: dict[str, bytes] = {}
+    at = 0
+    for column, size in json.loads(header):
+        runs[column] = body[at:at + size]
+        at += size
+    if at != len(body):
+        raise ValueError("provenance: sizes do not add up")
+    return runs
+
+
+def save(root: Path, stage: str, state: MapState, runs: dict[str, bytes]) -> MapState:
+    """Write the provenance, then the state naming it; drop the provenance it replaces."""
+    base = folder(root, stage)
+    base.mkdir(parents=True, exist_ok=True)
+    header = json.dumps([[c, len(run)] for c, run in runs.items()]).encode()
+    data = zlib.compress(header + b"\n" + b"".join(runs.values()), 1)
+    name = f"provenance-{xxhash.xxh3_64_hexdigest(data)}.z"
+    atomic_write(base / name, data)
+    state = MapState(**{**asdict(state), "provenance": name})
+    atomic_write(base / "state.json", json.dumps({"version": VERSION, **asdict(state)}, indent=1).encode())
+    for old in base.glob("provenance-*.z"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    return state
+
+
+def config_digest(material: dict[str, Any], inputs: list[str], schemas: dict[str, Any]) -> str:
+    """What determines the outputs besides the input samples: the stage's definition (but
+    `workers`), its code, params and other deps (HPIPE_STAGE_INPUTS, without the input columns'
+    fingerprints), and the input columns' schemas."""
+    definition = dict(material.get("definition") or {})
+    definition["with"] = {k: v for k, v in (definition.get("with") or {}).items() if k != "workers"}
+    deps = {}
+    for key, identity in (material.get("deps") or {}).items():
+        if key.startswith("hangar:") and isinstance(identity, dict):
+            identity = {c: fp for c, fp in identity.items() if c not in inputs}
+        deps[key] = identity
+    kept = {"definition": definition, "deps": deps, "params": material.get("params"), "schemas": schemas}
+    return xxhash.xxh3_128_hexdigest(json.dumps(kept, sort_keys=True, default=str).encode())
