@@ -191,11 +191,12 @@ def make_hangar_repo(folder: Path, n: int, dim: int, *, backend: str | None = No
 
 
 def demo_project(name: str) -> Path:
-    """A fresh copy of the repo's demo pipeline (pipeline.yaml + params.yaml) in benchmarks/.work/NAME."""
+    """A fresh copy of the repo's demo pipeline (pipeline.yaml, params.yaml and the function of its
+    normalize stages) in benchmarks/.work/NAME."""
     folder = WORK / name
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for file in ("pipeline.yaml", "params.yaml"):
+    (folder / "examples").mkdir(parents=True)
+    for file in ("pipeline.yaml", "params.yaml", "examples/features.py"):
         shutil.copy(REPO / file, folder / file)
     return folder
 

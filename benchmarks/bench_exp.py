@@ -1,7 +1,7 @@
 """An 8-point grid on the demo (issue 14): `hpipe exp run -j 2`, `-j 1`, and DVC's queue.
 
 The grid is train.lr x train.batch_size (4 x 2). hpipe: `hpipe exp run -S ... -S ... -j N` in a
-fresh copy of the demo (ingested first; ingest is held back at each point). DVC 3: the same
+fresh copy of the demo (ingested and normalized first; those writers are held back at each point). DVC 3: the same
 demo's train and evaluate as `cmd:` stages (the built-in stages' own code, reading the same Hangar
 commit), in a git repository; `dvc exp run --queue -S ...` for each point, then `dvc queue start
 -j 2`, timed until the queue is empty. Every training uses one thread at -j 2 (hpipe gives each
@@ -33,7 +33,7 @@ GRID = ["-S", f"train.lr={','.join(LRS)}", "-S", f"train.batch_size={','.join(SI
 def ingested(name: str) -> tuple[Path, str]:
     """A fresh demo project with its data ingested: (folder, data commit)."""
     folder = demo_project(name)
-    run([*HPIPE, "repro", "ingest"], folder)
+    run([*HPIPE, "repro", "normalize"], folder)  # ingest, then the normalize stages (held back at each point)
     commit = json.loads(run([*HPIPE, "runs", "--json", "--all"], folder))[0]["data_commit"]
     return folder, commit
 
@@ -48,13 +48,13 @@ def timed_exp(folder: Path, *args: str) -> float:
 
 DVC_YAML = """stages:
   train:
-    cmd: python -m hangar_pipe.core.call hangar_pipe.stages.train:run '{}'
+    cmd: python -m hangar_pipe.core.call hangar_pipe.stages.train:run '{"images": "mnist_training_norm", "val_images": "mnist_validation_norm"}'
     params: [train]
     outs: [models/model.pt]
     metrics: [metrics/train.json]
     plots: [metrics/train_history.csv]
   evaluate:
-    cmd: python -m hangar_pipe.core.call hangar_pipe.stages.evaluate:run '{}'
+    cmd: python -m hangar_pipe.core.call hangar_pipe.stages.evaluate:run '{"images": "mnist_test_norm"}'
     deps: [models/model.pt]
     metrics: [metrics/eval.json]
     plots: [metrics/confusion.csv]

@@ -12,6 +12,8 @@ a command timed from its start (interpreter, imports, Hangar) to its exit:
   `hpipe repro`; and the same with 5 samples (0.01%), alternating. The 5-sample run is the
   stage's fixed cost per run: start-up, diff, writer checkout, commit.
 - `hpipe repro -f` on the same commit (every sample computed again; Hangar stores no new data).
+- Hangar's floor for any writer of this repository: a plain script that opens a writer
+  checkout, writes 5 samples of the output column and commits.
 - DVC: the same 50,000 samples as .npy files in a folder, a `cmd:` stage running the same
   function over every file into an output folder. After a change to 1% of the files, `dvc repro`
   reruns the stage, which must process the whole folder again, and hashes and caches it.
@@ -64,6 +66,16 @@ with col:
 print(co.commit("plain loop"))
 co.close()
 """
+FLOOR = """import numpy as np
+from hangar_pipe.data import repository
+co = repository(".").checkout(write=True)
+col = co.columns["out"]
+with col:
+    for k in range(5):
+        col[k] = np.full(784, float(np.random.default_rng().random()), np.float32)
+print(co.commit("5 samples by hand"))
+co.close()
+"""
 CHANGE = """import sys, numpy as np
 from hangar_pipe.data import repository
 count, salt = int(sys.argv[1]), int(sys.argv[2])
@@ -87,6 +99,7 @@ def fresh(name: str) -> Path:
     (folder / "pipeline.yaml").write_text(PIPELINE)
     (folder / "plain.py").write_text(PLAIN)
     (folder / "change.py").write_text(CHANGE)
+    (folder / "floor.py").write_text(FLOOR)
     os.link(WORK / "map" / "imgs.npy", folder / "imgs.npy")
     return folder
 
@@ -114,16 +127,18 @@ def full_vs_plain(reps: int) -> tuple[list[float], list[float], Path]:
     return full, plain, project
 
 
-def incremental(project: Path, reps: int) -> tuple[list[float], list[float], list[float]]:
-    """(1% runs, 5-sample runs, -f runs), alternating."""
-    one, five, forced = [], [], []
+def incremental(project: Path, reps: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """(1% runs, 5-sample runs, -f runs, Hangar's floor: 5 samples written and committed by a
+    plain script), alternating."""
+    one, five, forced, floor = [], [], [], []
     for rep in range(reps):
+        floor.append(timed([PY, "floor.py"], project)[0])
         run([PY, "change.py", "500", str(rep)], project)
         one.append(timed([*HPIPE, "repro"], project, "500 samples changed (0 added, 500 modified")[0])
         run([PY, "change.py", "5", str(rep + 100)], project)
         five.append(timed([*HPIPE, "repro"], project, "5 samples changed (0 added, 5 modified")[0])
         forced.append(timed([*HPIPE, "repro", "-f"], project, "computing all 50000 samples")[0])
-    return one, five, forced
+    return one, five, forced, floor
 
 
 DVC_STAGE = """import os, numpy as np
@@ -168,7 +183,7 @@ def main() -> None:
     setup()
     where = machine()
     full, plain, project = full_vs_plain(args.reps)
-    one, five, forced = incremental(project, args.reps)
+    one, five, forced, floor = incremental(project, args.reps)
     dvc = None if args.no_dvc else ensure_dvc()
     dvc_first, dvc_again = dvc_runs(dvc, args.reps) if dvc else (None, [])
     med = statistics.median
@@ -176,7 +191,8 @@ def main() -> None:
             ["plain loop: same arrays, same function, same Hangar column", med(plain), min(plain)],
             ["hpipe repro after 1% changed (500 samples)", med(one), min(one)],
             ["hpipe repro after 0.01% changed (5 samples): the fixed cost", med(five), min(five)],
-            ["hpipe repro -f (every sample again)", med(forced), min(forced)]]
+            ["hpipe repro -f (every sample again)", med(forced), min(forced)],
+            ["Hangar's floor: a script writing 5 samples of `out` and committing", med(floor), min(floor)]]
     if dvc_first is not None:
         rows += [["dvc repro, first run", dvc_first, dvc_first],
                  ["dvc repro after 1% of the files changed", med(dvc_again), min(dvc_again)]]

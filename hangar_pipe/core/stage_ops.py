@@ -242,7 +242,7 @@ class StageOps:
             earlier = ctx.run_cache.candidates(key)
             if not earlier and previous and run_key(stage, recorded_inputs(previous)) == key:
                 earlier = [("lock", previous)]
-            outcome = compare_with_earlier(earlier, entry)
+            outcome = compare_with_earlier(earlier, entry, stage)
         if cacheable(stage):
             ctx.run_cache.put(key, ctx.run_id, entry)
         drop(ctx.root, name, key)  # recorded: a later run starts from scratch
@@ -279,6 +279,11 @@ class StageOps:
         return {o.key: o.lock_record(outs[o.key] or {}, ws) for o in stage.outs}
 
 
+def _identities(entry: dict[str, Any], stage: Stage | None) -> dict[str, Any]:
+    kinds = {o.key: o for o in stage.outs} if stage is not None else {}
+    return {(k := record_key(r)): kinds[k].identity(r) if k in kinds else r for r in entry.get("outs") or []}
+
+
 def _explainer(target: str) -> Any:
     """A built-in stage's explain hook ("module:function"), imported on first use."""
     import importlib
@@ -299,8 +304,11 @@ def recorded_inputs(entry: dict[str, Any]) -> Measured:
                     {f: dict(v) for f, v in (entry.get("params") or {}).items()})
 
 
-def compare_with_earlier(earlier: list[tuple[str, dict[str, Any]]], entry: dict[str, Any]) -> Verify:
-    """'reproduced exactly', {metric: {old, new}}, or why there is nothing to compare with."""
+def compare_with_earlier(earlier: list[tuple[str, dict[str, Any]]], entry: dict[str, Any],
+                         stage: Stage | None = None) -> Verify:
+    """'reproduced exactly', {metric: {old, new}}, or why there is nothing to compare with. With
+    no metrics the outputs are compared by what each kind says identifies them (a Hangar out's
+    column fingerprints, not the commit that holds them)."""
     if not earlier:
         return "no earlier run with the same inputs"
     run_id, old = earlier[0]
@@ -310,7 +318,7 @@ def compare_with_earlier(earlier: list[tuple[str, dict[str, Any]]], entry: dict[
 
     a, b = metrics(old), metrics(entry)
     if not a and not b:  # no metrics: compare the outputs themselves
-        same = old.get("outs") == entry.get("outs")
+        same = _identities(old, stage) == _identities(entry, stage)
         return "reproduced exactly" if same else {"outputs": {"old": run_id, "new": "differ"}}
     diff = {k: {"old": a.get(k), "new": b.get(k)} for k in sorted(a.keys() | b.keys())
             if a.get(k) != b.get(k)}
