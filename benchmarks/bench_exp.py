@@ -46,9 +46,10 @@ def timed_exp(folder: Path, *args: str) -> float:
     return seconds
 
 
+TRAIN_WITH = '{"images": "mnist_training_norm", "val_images": "mnist_validation_norm"}'
 DVC_YAML = """stages:
   train:
-    cmd: python -m hangar_pipe.core.call hangar_pipe.stages.train:run '{"images": "mnist_training_norm", "val_images": "mnist_validation_norm"}'
+    cmd: python -m hangar_pipe.core.call hangar_pipe.stages.train:run 'TRAIN_WITH'
     params: [train]
     outs: [models/model.pt]
     metrics: [metrics/train.json]
@@ -58,7 +59,7 @@ DVC_YAML = """stages:
     deps: [models/model.pt]
     metrics: [metrics/eval.json]
     plots: [metrics/confusion.csv]
-"""
+""".replace("TRAIN_WITH", TRAIN_WITH)
 
 
 def dvc_grid(dvc: Path, data: Path, commit: str) -> float:

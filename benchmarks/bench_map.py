@@ -30,8 +30,20 @@ import statistics
 import sys
 from pathlib import Path
 
-from _common import ENV, WORK, dvc_version, ensure_dvc, init_dvc, loadavg, machine, make_hangar_repo, run, \
-    summary, table, timed
+from _common import (
+    ENV,
+    WORK,
+    dvc_version,
+    ensure_dvc,
+    init_dvc,
+    loadavg,
+    machine,
+    make_hangar_repo,
+    run,
+    summary,
+    table,
+    timed,
+)
 
 PY = sys.executable
 HPIPE = [PY, "-m", "hangar_pipe.cli"]

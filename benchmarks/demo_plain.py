@@ -1,9 +1,11 @@
 """The demo's work as one plain Python script in one process: ingest MNIST 5k into a Hangar
-repository, normalize each split (the map stage's code), train the 784-500-200-10 MLP for the params.yaml epochs, evaluate it. It calls the
-same stage code `hpipe repro` runs (so the same data, model, epochs and bytes), with none of
-hpipe's orchestration: no stage processes, no hashing, no lock, cache or history.
+repository, normalize each split (the map stage's code), train the 784-500-200-10 MLP for the
+params.yaml epochs, evaluate it. It calls the same stage code `hpipe repro` runs (so the same data,
+model, epochs and bytes), with none of hpipe's orchestration: no stage processes, no hashing, no
+lock, cache or history.
 
 Run in a folder holding the demo's params.yaml:  python benchmarks/demo_plain.py FOLDER
+
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from hangar_pipe.core.decisions import SAMPLES_CHANGED, describe, samples_changed
 from hangar_pipe.errors import UserError
 from hangar_pipe.mapping import state as map_state
-from hangar_pipe.mapping.compute import Mapper, MapFailure, Schema, load_function
+from hangar_pipe.mapping.compute import MapFailure, Mapper, Schema, load_function
 from hangar_pipe.mapping.plan import plan_map, same_keys
 from hangar_pipe.stages.map import parse_with
 

@@ -1,12 +1,12 @@
 """The user's function over samples: one at a time, or `batch` at a time, in N processes.
 
 `fn(sample, **args)` gets a dict of input column -> array (one sample, or a batch of them with
-`batch:`) and returns a dict of output column -> array (or, for one output column, the array). Every result is checked against the
-output schema (declared, the output column's own, or the first result's): a wrong type, shape
-or dtype is one line naming the sample's key. A function that raises is reported with the key
-of the sample it failed on (a batch that fails is retried one sample at a time to find it).
-With N workers the first step runs here (it fixes the schema), the others in N forked processes
-that write into shared memory (core.workers.run_forked).
+`batch:`) and returns a dict of output column -> array (or, for one output column, the array).
+Every result is checked against the output schema (declared, the output column's own, or the first
+result's): a wrong type, shape or dtype is one line naming the sample's key. A function that raises
+is reported with the key of the sample it failed on (a batch that fails is retried one sample at a
+time to find it). With N workers the first step runs here (it fixes the schema), the others in N
+forked processes that write into shared memory (core.workers.run_forked).
 """
 
 from __future__ import annotations
