@@ -57,8 +57,9 @@ def floor(folder: Path, commit: str) -> float:
     """Reading the same bytes straight from Hangar's backend files, every sample's checksum
     verified: each file's samples as one read (h5py, numpy), xxh64 of each sample. The records
     that say where the samples are were read before the clock starts."""
+    from hangar_pipe.hangar.keys import sort_keys
     from hangar_pipe.hangar.store import HangarStore
-    from hangar_pipe.training.bulk_read import locate, sort_keys
+    from hangar_pipe.training.bulk_read import locate
 
     store = HangarStore(folder)
     layouts = [locate(store, commit, name, sort_keys(store.samples(commit, name))) for name in ("imgs", "labels")]

@@ -279,3 +279,41 @@ def test_the_in_project_hangar_repository_is_ignored_by_git(project: Project, da
     project.pipeline(READER)
     project.hpipe("repro")
     assert {"/.hpipe/", "/.hangar", "/model.txt"} <= set(project.read(".gitignore").splitlines())
+
+
+def test_staging_clean_agrees_with_hangar_status(project: Project, data: Repo) -> None:
+    """hangar/write.staging_clean, the fast check every hpipe writer makes, against Hangar's own
+    `diff.status()` as the staging area is changed, reset, and on a new branch."""
+    from hangar_pipe.hangar import compat
+    from hangar_pipe.hangar.write import staging_clean
+
+    with compat.quiet():
+        co = data.repo.checkout(write=True)
+    try:
+        seen = []
+
+        def check() -> None:
+            seen.append(co.diff.status())
+            assert staging_clean(co) == (seen[-1] == "CLEAN")
+
+        check()
+        col = co.columns["imgs"]
+        with col:
+            col[3] = np.zeros(16, np.float32)
+        check()
+        with compat.quiet():
+            co.reset_staging_area()
+        check()
+        col = co.columns["imgs"]  # (a reset closes the column objects)
+        with col:
+            del col[4]
+        check()
+        with compat.quiet():
+            co.reset_staging_area()
+        co.add_ndarray_column("fresh", shape=(2,), dtype=np.float32)
+        check()
+        co.commit("a new column")
+        check()
+        assert seen == ["CLEAN", "DIRTY", "CLEAN", "DIRTY", "DIRTY", "CLEAN"]
+    finally:
+        co.close()

@@ -16,8 +16,9 @@ import pytest
 from conftest import Project, user_error
 from hangar_repo import Repo, images
 
+from hangar_pipe.hangar.keys import key_value, sort_keys
 from hangar_pipe.hangar.store import HangarStore
-from hangar_pipe.training.bulk_read import key_value, read_column, sort_keys
+from hangar_pipe.training.bulk_read import read_column
 
 PIPELINE = """
     data: {repo: .}
@@ -42,8 +43,14 @@ FEATS = """
             open(f"pids/{os.getpid()}", "w").close()
         if np.any(x < 0):
             raise ValueError("negative pixels")
+        if x[0] > 5:  # a bug that shows on some data only: a result of another shape
+            return {"out": x[:3]}
         offset = float(open("offset.txt").read()) if os.path.exists("offset.txt") else 0.0  # not tracked
         return {"out": (x * np.float32(k) + np.float32(offset)).astype(np.float32)}
+
+    def scale_any(sample, k):
+        (x,) = sample.values()
+        return x * np.float32(k)
 """
 
 
@@ -241,12 +248,9 @@ def test_bad_input(project: Project) -> None:
     project.pipeline(PIPELINE.replace("BATCH", "null").replace("feats:scale", "nosuch:scale"))
     done = project.hpipe("repro", check=1)
     assert "with.fn: cannot import module 'nosuch'" in done.out + done.err and "Traceback" not in done.err
-    project.pipeline(PIPELINE.replace("BATCH", "null").replace("inputs: [imgs]", "inputs: [imgz]"))
-    done = project.hpipe("repro", check=1)
-    assert "with.inputs: column 'imgz' not found at a=" in done.out + done.err
-    assert "columns there: imgs" in done.out + done.err
-    project.pipeline(PIPELINE.replace("BATCH", "null").replace("[{hangar: [imgs]}]", "[{hangar: [imgz]}]"))
-    assert "hangar column 'imgz' not found" in user_error(project.hpipe("repro", check=2))
+    project.pipeline(PIPELINE.replace("BATCH", "null").replace("imgs]", "imgz]"))  # with.inputs and deps
+    missing = user_error(project.hpipe("repro", check=2))
+    assert "hangar column 'imgz' not found in . at master" in missing and "columns there: imgs" in missing
     project.pipeline(PIPELINE.replace("BATCH", "null") + '      other:\n        cmd: "true"\n'
                      "        outs: [{hangar: [out]}]\n")
     assert "stages 'norm' and 'other' both declare output 'hangar:.:out'" in user_error(project.hpipe("status", check=2))
@@ -254,13 +258,15 @@ def test_bad_input(project: Project) -> None:
     assert "unknown key for uses: map" in user_error(project.hpipe("status", check=2))
 
 
-def test_a_wrong_result_names_the_sample(project: Project) -> None:
+def test_a_wrong_result_in_an_incremental_run_names_the_sample(project: Project) -> None:
     repo = setup(project)
     project.hpipe("repro")
-    project.write("feats.py", FEATS.replace('return {"out"', 'return {"out": x[:3]} if x[0] == 0.75 else {"out"'))
-    edit(repo, modify=(750 - 500,), value=0.5)  # the sample 250 holds 0.75
-    done = project.hpipe("repro", check=1)
-    assert "'out' of sample 250 is shape (3,) float32, expected shape (16,) float32" in done.out + done.err
+    good = fingerprint(project)
+    edited = edit(repo, modify=(3, 25), value=10.0)  # the function returns 3 values for these
+    done = project.hpipe("repro", check=1)  # (the stage's exit code 2: hpipe's is 1, a stage failed)
+    assert "2 samples changed (0 added, 2 modified, 0 removed)" in done.out
+    assert "'out' of sample 3 is shape (3,) float32, expected shape (16,) float32" in done.out + done.err
+    assert head(project) == edited and fingerprint(project) == good
 
 
 def test_keys_keep_their_names(project: Project) -> None:
@@ -271,3 +277,123 @@ def test_keys_keep_their_names(project: Project) -> None:
     project.pipeline(PIPELINE.replace("BATCH", "null"))
     project.hpipe("repro")
     assert {key_value(k) for k in column(project, "out")} == {"a", "b"}
+
+
+DIE_AFTER_COMMIT = """
+    import os
+    if os.environ.get("DIE_AFTER_COMMIT"):  # the stage dies between its commit and its record
+        from hangar_pipe.stages import map as stage
+        stage._record = lambda *args, **kwargs: os._exit(9)
+"""
+
+
+def test_killed_between_commit_and_record_the_next_run_adopts_the_commit(project: Project) -> None:
+    repo = setup(project)
+    project.hpipe("repro")
+    edit(repo, modify=(1, 2))
+    project.write("hook/sitecustomize.py", DIE_AFTER_COMMIT)
+    env = {"PYTHONPATH": str(project.root / "hook"), "HPIPE_NO_WARM": "1", "DIE_AFTER_COMMIT": "1"}
+    died = project.hpipe("repro", env=env, check=1)
+    assert "norm: committed a=" in died.out and "exited with code 9" in died.out
+    committed = head(project)
+    done = project.hpipe("repro")
+    assert f"norm: adopting its commit {committed[:10]}" in done.out, done.out
+    assert "no input sample changed" in done.out and "computing all" not in done.out
+    assert head(project) == committed
+    assert_mapped(project, 2.0)
+    edit(repo, modify=(3,))
+    assert "1 sample changed (0 added, 1 modified, 0 removed)" in project.hpipe("repro").out
+
+
+def test_verify_of_a_stale_stage_brings_it_up_to_date_first(project: Project) -> None:
+    repo = setup(project)
+    project.hpipe("repro")
+    edit(repo, modify=(8,))
+    done = project.hpipe("repro", "--verify")
+    assert "1 sample changed (0 added, 1 modified, 0 removed)" in done.out and "verified" not in done.out
+    assert_mapped(project, 2.0)
+    assert "norm: verified 40 samples" in project.hpipe("repro", "--verify").out
+
+
+def test_sibling_map_stages_with_jobs_take_turns_at_the_writer_lock(project: Project) -> None:
+    Repo(project.root).write("data", imgs=images(30), more=images(30, seed=1))
+    project.write("feats.py", FEATS)
+    project.write("params.yaml", "norm: {k: 2.0}\n")
+    project.pipeline(PIPELINE.replace("BATCH", "null") + (
+        "      norm2:\n"
+        "        uses: map\n"
+        "        with: {fn: 'feats:scale_any', inputs: [more], outputs: [more_out], args: {k: 2.0}}\n"
+        "        deps: [{hangar: [more]}]\n"
+        "        outs: [{hangar: [more_out]}]\n"))
+    done = project.hpipe("repro", "-j", "2")
+    assert sorted(project.ran(done)) == ["norm", "norm2"]
+    assert_mapped(project, 2.0)
+
+
+def test_two_inputs_with_named_keys_and_a_schema_change(project: Project) -> None:
+    repo = Repo(project.root)
+    rng = np.random.default_rng(3)
+    keys = ["a", "b", "c", 1, 2]
+    repo.write("data", x={k: rng.random(4, dtype=np.float32) for k in keys},
+               w={k: rng.random(4, dtype=np.float32) for k in keys})
+    project.write("two.py", """
+        import numpy as np
+
+        def combine(sample, width=4):
+            return {"s": (sample["x"] + sample["w"])[:width], "p": (sample["x"] * sample["w"]).astype(np.float64)}
+    """)
+    project.pipeline("""
+        data: {repo: .}
+        stages:
+          two:
+            uses: map
+            with: {fn: "two:combine", inputs: [x, w], outputs: [s, p], args: {width: 4}}
+            deps: [{hangar: [x, w]}]
+            outs: [{hangar: [s, p]}]
+    """)
+    project.hpipe("repro")
+
+    def check(width: int) -> None:
+        x, w, s, p = (column(project, c) for c in ("x", "w", "s", "p"))
+        assert s.keys() == p.keys() == x.keys()
+        for key in x:
+            assert s[key].tobytes() == (x[key] + w[key])[:width].tobytes()
+            assert p[key].tobytes() == (x[key] * w[key]).astype(np.float64).tobytes()
+
+    check(4)
+
+    def change(co: object) -> None:
+        with co.columns["w"] as col:  # type: ignore[attr-defined]
+            col["b"] = np.zeros(4, np.float32)
+            col[7] = np.ones(4, np.float32)
+        with co.columns["x"] as col:  # type: ignore[attr-defined]
+            col[7] = np.ones(4, np.float32)
+            del col[2]
+        with co.columns["w"] as col:  # type: ignore[attr-defined]
+            del col[2]
+
+    repo.edit("edit", change)
+    assert "3 samples changed (1 added, 1 modified, 1 removed)" in project.hpipe("repro").out
+    check(4)
+    project.pipeline(project.read("pipeline.yaml").replace("width: 4", "width: 2"))  # s: (4,) -> (2,)
+    assert "computing all 5 samples" in project.hpipe("repro").out
+    check(2)
+    repo.edit("one column alone", lambda co: co.columns["x"].__setitem__("zz", np.ones(4, np.float32)))
+    done = project.hpipe("repro", check=1)
+    assert "sample 'zz' was added to column 'x' alone" in done.out + done.err
+
+
+def test_inputs_and_outputs_must_be_declared_and_read_on_the_written_branch(project: Project) -> None:
+    setup(project)
+    project.pipeline(PIPELINE.replace("BATCH", "null").replace("deps: [{hangar: [imgs]}]", "deps: []"))
+    assert "with.inputs: column 'imgs' is not in a `- hangar:` entry of the stage's deps" in \
+        user_error(project.hpipe("status", check=2))
+    project.pipeline(PIPELINE.replace("BATCH", "null").replace("outputs: [out]", "outputs: [out, extra]"))
+    assert "with.outputs: column 'extra' is not in a `- hangar:` entry of the stage's outs" in \
+        user_error(project.hpipe("status", check=2))
+    Repo(project.root).branch("raw")
+    project.pipeline(PIPELINE.replace("BATCH", "null").replace(
+        "deps: [{hangar: [imgs]}]", "deps: [{hangar: {ref: raw, columns: [imgs]}}]"))
+    done = project.hpipe("repro", check=1)
+    assert "column 'imgs' is a dep at ref 'raw', but a map stage reads its inputs at the head of the branch" \
+        in done.out + done.err

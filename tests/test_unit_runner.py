@@ -67,6 +67,9 @@ class FakeOps:
     def restore(self, name: str) -> str | None:
         return self.restorable.get(name)
 
+    def exclusive(self, name: str) -> set[str]:
+        return {"data:."} if name.startswith("w") else set()
+
     def launch(self, name: str) -> Any:
         return lambda procs: self.execute(name, procs)
 
@@ -220,3 +223,14 @@ def test_a_stage_that_cannot_be_launched_fails_alone() -> None:
     assert result["c"].state == "failed" and result["c"].error == "unknown ref 'mastr'"
     assert ("started", "c") not in reporter.events
     assert result["b"].state == "ran" and result["d"].state == "blocked"
+
+
+def test_two_writers_of_one_repository_never_run_at_once() -> None:
+    """With -j 3, three independent stages run together, but the two writing the same data
+    repository one after the other."""
+    ops = FakeOps(sleep=0.3)
+    reporter = Recorder()
+    result = Runner(["w1", "w2", "r"], {"w1": set(), "w2": set(), "r": set()}, ops, reporter, jobs=3).run()
+    assert result.ok and sorted(ops.executed) == ["r", "w1", "w2"]
+    first, second = sorted([ops.spans["w1"], ops.spans["w2"]])
+    assert second[0] >= first[1] and ops.spans["r"][0] < first[1]  # one writer waited; r did not

@@ -90,6 +90,8 @@ class StageOps(Protocol):
 
     def record(self, name: str) -> Verify: ...  # the verify outcome; raise StageError if outputs are wrong
 
+    def exclusive(self, name: str) -> set[str]: ...  # what it must hold alone while it runs (a data repo it writes)
+
 
 class StageError(Exception):
     """A stage ran but cannot be recorded (e.g. an output is missing)."""
@@ -229,14 +231,21 @@ class Runner:
         while self.sorter.is_active() and not (self.stop and not self.running):
             if not self.stop:
                 queue.extend(sorted(self.sorter.get_ready(), key=self.position.__getitem__))
-                while queue and len(self.running) < self.jobs:
-                    self._start(queue.pop(0))
+                while queue and len(self.running) < self.jobs and (name := self._next(queue)):
+                    queue.remove(name)
+                    self._start(name)
             if self.running:
                 from concurrent.futures import FIRST_COMPLETED, wait
 
                 done, _ = wait(list(self.running), timeout=0.2, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: self.position[self.running[f][0]]):
                     self._collect(fut)
+
+    def _next(self, queue: list[str]) -> str | None:
+        """The first queued stage that needs nothing a running stage holds (two writers of one
+        Hangar repository never run at once: Hangar has one writer lock)."""
+        held = {r for name, _, _ in self.running.values() for r in self.ops.exclusive(name)}
+        return next((name for name in queue if not self.ops.exclusive(name) & held), None)
 
     def _submit(self, name: str, reasons: dict[str, Any]) -> None:
         """Hand the stage's commands to a pool thread (the pool starts with the first stage to run)."""

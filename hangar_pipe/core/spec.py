@@ -34,6 +34,8 @@ BUILTIN_INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, list[str]]]] = {}
 #: train stage's `model.module`): tracked as code deps. Called with `with:` and a reader of the
 #: stage's params files (path relative to its wdir -> data, None if unreadable), read only then.
 BUILTIN_CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {}
+#: Built-in stage name -> a check of the stage as parsed: (its `with:` key, what is wrong) or None.
+BUILTIN_CHECKS: dict[str, Callable[[Stage], tuple[str, str] | None]] = {}
 #: Built-in stages that check their own data outputs under `repro --verify` (recompute and compare,
 #: writing nothing); other writers of data are not rerun by --verify.
 BUILTIN_VERIFIES: set[str] = set()
@@ -254,6 +256,9 @@ def _parse_stage(doc: YamlDoc, root: Path, data: DataDefaults, name: str, body: 
         _check_with(ctx, stage, code.source, keypath)
         _add_input_files(ctx, stage, keypath)
         _add_code_modules(ctx, stage, keypath)
+        check = BUILTIN_CHECKS.get(stage.uses)
+        if check is not None and (problem := check(stage)):
+            raise ctx.error(keypath + ("with", problem[0]), problem[1])
     return stage
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hangar_pipe.core.context import RunContext
@@ -65,6 +66,7 @@ class StageOps:
         self.measured: dict[str, Measured] = {}
         self.threads: dict[str, int] = {}  # the built-in stages launched, and their thread count
         self.warm: WarmWorker | None = None  # started with the first built-in stage to run
+        self.verifying: set[str] = set()  # up-to-date stages of BUILTIN_VERIFIES under --verify
 
     def close(self) -> None:
         """End what the run started for its stages (the warm worker)."""
@@ -80,10 +82,16 @@ class StageOps:
         outs = measure_outs(stage, ws)
         # --verify reruns stages to compare their results, but a writer's result is a new commit
         # (a built-in stage that checks its own data outputs is rerun, and commits nothing)
-        writer_under_verify = (self.ctx.options.verify and stage.uses not in BUILTIN_VERIFIES
+        verifies = self.ctx.options.verify and stage.uses in BUILTIN_VERIFIES
+        writer_under_verify = (self.ctx.options.verify and not verifies
                                and any(o.writes is not None for o in stage.outs))
         forced = self.force and not (writer_under_verify and not self.ctx.options.force)
         reasons = stage_reasons(stage, entry, deps, outs, ws, forced=forced)
+        # a stage that checks its own outputs does so when it is up to date; out of date, it runs
+        if verifies and not self.ctx.options.force and set(reasons) == {"forced"} and not upstream_would_run:
+            self.verifying.add(name)
+        else:
+            self.verifying.discard(name)
         if reasons and stage.uses in BUILTIN_EXPLAIN:
             reasons = _explainer(BUILTIN_EXPLAIN[stage.uses])(stage, reasons, deps, ws)
         if upstream_would_run:
@@ -92,6 +100,10 @@ class StageOps:
         if writer_under_verify:
             notes["--verify skips writers of Hangar data"] = True
         return reasons, notes
+
+    def exclusive(self, name: str) -> set[str]:
+        """The data repositories the stage writes: one writer at a time each."""
+        return {f"data:{o.writes.repo}" for o in self.stage(name).outs if o.writes is not None}
 
     def restore(self, name: str) -> str | None:
         """Put back the outputs of an earlier run with the same inputs; that run's id (`lock` for
@@ -158,7 +170,7 @@ class StageOps:
         env = {**os.environ, **ctx.data.environment(writes), "HPIPE_STAGE": name,
                "HPIPE_ROOT": str(ctx.root), "HPIPE_STATE_DIR": str(state)}
         if stage.cmd is None:
-            env.update(self._stage_options(stage))
+            env.update(self._stage_options(stage, state))
             paths = [cwd, str(ctx.root), *filter(None, [env.get("PYTHONPATH")])]
             env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
             env[threads.ENV] = str(self._threads(stage))
@@ -180,14 +192,19 @@ class StageOps:
 
         return run_commands
 
-    def _stage_options(self, stage: Stage) -> dict[str, str]:
-        """What a built-in stage may act on: what its run key is made of (HPIPE_STAGE_INPUTS), and
+    def _stage_options(self, stage: Stage, state: Path) -> dict[str, str]:
+        """What a built-in stage may act on: what its run key is made of (HPIPE_STAGE_INPUTS, a
+        JSON file in its resume folder: params can be too big for one environment variable), and
         `-f`, `--verify` and `-j N` (HPIPE_FORCE, HPIPE_VERIFY, HPIPE_JOBS)."""
+        from hangar_pipe.core.atomic import atomic_write
+
         options = self.ctx.options
-        env = {"HPIPE_STAGE_INPUTS": json.dumps(run_material(stage, self.measured[stage.name]),
-                                                sort_keys=True, default=str)}
+        inputs = state / ".hpipe-stage-inputs.json"
+        material = run_material(stage, self.measured[stage.name])
+        atomic_write(inputs, json.dumps(material, sort_keys=True, default=str).encode())
+        env = {"HPIPE_STAGE_INPUTS": str(inputs)}
         env["HPIPE_FORCE"] = "1" if options.force else ""  # (set either way: never inherited)
-        env["HPIPE_VERIFY"] = "1" if options.verify else ""
+        env["HPIPE_VERIFY"] = "1" if stage.name in self.verifying else ""
         env["HPIPE_JOBS"] = str(options.jobs)
         return env
 

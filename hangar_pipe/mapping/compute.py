@@ -22,7 +22,7 @@ import numpy as np
 
 from hangar_pipe.core.workers import can_fork, run_forked
 from hangar_pipe.errors import UserError
-from hangar_pipe.training.bulk_read import key_value
+from hangar_pipe.hangar.keys import key_value
 
 
 class MapFailure(UserError):

@@ -31,7 +31,7 @@ def explain(stage: Stage, reasons: Reasons, measured: Measured, ws: Workspace) -
     inputs = _inputs(stage)
     deps = {d.key: d for d in stage.deps if isinstance(d, HangarDep)}
     if not changed or any(key not in deps or not isinstance(what, dict) or not set(what) <= set(inputs)
-                          or not all(isinstance(w, dict) and "column" not in w for w in what.values())
+                          or not all(isinstance(w, dict) and not {"column", "schema"} & set(w) for w in what.values())
                           for key, what in changed.items()):
         return reasons
     try:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.keys import key_value, sort_keys
 from hangar_pipe.hangar.record_diff import by_key, changed_records
 from hangar_pipe.hangar.store import short
 from hangar_pipe.mapping.state import MapState
-from hangar_pipe.training.bulk_read import key_value, sort_keys
 
 
 @dataclass(frozen=True)

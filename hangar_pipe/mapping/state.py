@@ -6,9 +6,10 @@ output commit with each output column's fingerprint. The provenance is, per inpu
 commit's records: each sample's key and data digest, i.e. which input samples produced each
 output sample. The next run diffs it against the records of the new commit.
 
-Both are written after the commit, each atomically, the provenance first (its name is its hash).
-A state whose outputs are not the ones at the branch head now is not used: the next run
-recomputes every sample.
+Both are written after the commit, each atomically, the provenance first (its name is its hash);
+a pending state is written just before it. A state whose outputs are not the ones at the branch
+head now is not used (the next run recomputes every sample), unless the pending one names that
+head's parent as its input commit: then the stage was killed between its commit and its record.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ def folder(root: Path, stage: str) -> Path:
     return map_states(root) / path_safe(stage)
 
 
-def load(root: Path, stage: str) -> tuple[MapState, dict[str, bytes]] | None:
+def load(root: Path, stage: str, *, pending: bool = False) -> tuple[MapState, dict[str, bytes]] | None:
     """The state and its provenance (input column -> records), or None when either is missing
-    or unreadable (then every sample is computed again)."""
+    or unreadable (then every sample is computed again). `pending`: the run that was about to
+    commit (see `save`)."""
     base = folder(root, stage)
     try:
-        raw = json.loads((base / "state.json").read_text())
+        raw = json.loads((base / ("pending.json" if pending else "state.json")).read_text())
         if raw.pop("version", None) != VERSION:
             return None
         state = MapState(**raw)
@@ -72,8 +74,12 @@ def read_provenance(path: Path) -> dict[str, bytes]:
     return runs
 
 
-def save(root: Path, stage: str, state: MapState, runs: dict[str, bytes]) -> MapState:
-    """Write the provenance, then the state naming it; drop the provenance it replaces."""
+def save(root: Path, stage: str, state: MapState, runs: dict[str, bytes], *, pending: bool = False) -> MapState:
+    """Write the provenance, then the state naming it; drop the provenance it replaces.
+
+    `pending`: written just before the commit, without outputs. A stage killed between its
+    commit and its record leaves it; the next run adopts it when the branch head is that commit
+    (stages/map.py), instead of computing every sample again."""
     base = folder(root, stage)
     base.mkdir(parents=True, exist_ok=True)
     header = json.dumps([[c, len(run)] for c, run in runs.items()]).encode()
@@ -81,7 +87,11 @@ def save(root: Path, stage: str, state: MapState, runs: dict[str, bytes]) -> Map
     name = f"provenance-{xxhash.xxh3_64_hexdigest(data)}.z"
     atomic_write(base / name, data)
     state = MapState(**{**asdict(state), "provenance": name})
-    atomic_write(base / "state.json", json.dumps({"version": VERSION, **asdict(state)}, indent=1).encode())
+    body = json.dumps({"version": VERSION, **asdict(state)}, indent=1).encode()
+    atomic_write(base / ("pending.json" if pending else "state.json"), body)
+    if pending:
+        return state
+    (base / "pending.json").unlink(missing_ok=True)
     for old in base.glob("provenance-*.z"):
         if old.name != name:
             old.unlink(missing_ok=True)

@@ -53,6 +53,31 @@ def _map_code(with_: dict[str, Any], params: Callable[[str], Any]) -> list[str]:
 CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {
     "train": _train_code, "map": _map_code}
 
+def _columns(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [c for c in value if isinstance(c, str)] if isinstance(value, (list, dict)) else []
+
+
+def _map_check(stage: Any) -> tuple[str, str] | None:
+    """A map stage's input columns must be Hangar deps, and its output columns its Hangar out,
+    of the repository it writes: so hpipe tracks both, and two writers of a column are an error."""
+    writes = next((o.writes for o in stage.outs if o.writes is not None), None)
+    if writes is None:
+        return None  # (the stage says it needs a hangar out)
+    declared = {"inputs": ({e for d in stage.deps for e in d.edges}, "deps"),
+                "outputs": ({e for o in stage.outs for e in o.edges}, "outs")}
+    for key, (edges, section) in declared.items():
+        for column in _columns(stage.with_.get(key)):
+            if f"hangar:{writes.repo}:{column}" not in edges:
+                return key, (f"column '{column}' is not in a `- hangar:` entry of the stage's {section}"
+                             f" (repository {writes.repo}); list it there, so hpipe tracks it")
+    return None
+
+
+#: built-in stage -> a check of the stage as parsed: (its `with:` key, what is wrong) or None
+CHECKS: dict[str, Callable[[Any], tuple[str, str] | None]] = {"map": _map_check}
+
 #: built-in stages that check their own Hangar outputs under `repro --verify`, writing nothing
 VERIFIES = {"map"}
 #: built-in stage -> "module:function" that words its reasons to run in its own terms

@@ -31,11 +31,12 @@ import numpy as np
 
 from hangar_pipe.core.decisions import samples_changed
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.keys import key_value, sort_keys
 from hangar_pipe.hangar.store import HangarStore, short
 from hangar_pipe.mapping import state as map_state
 from hangar_pipe.mapping.compute import MapFailure, Mapper, Schema, load_function
 from hangar_pipe.mapping.plan import MapPlan, plan_map, same_keys
-from hangar_pipe.training.bulk_read import key_value, locate, sort_keys
+from hangar_pipe.training.bulk_read import locate
 
 CHUNK = 8192  # samples read, computed and written at a time
 DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -72,9 +73,10 @@ class StageEnv:
     @classmethod
     def read(cls) -> StageEnv:
         get = os.environ.get
-        material = get("HPIPE_STAGE_INPUTS")
+        inputs = get("HPIPE_STAGE_INPUTS")
+        material = json.loads(Path(inputs).read_text()) if inputs else None
         return cls(get("HPIPE_STAGE", "map"), Path(get("HPIPE_ROOT", ".")), Path(get("HPIPE_DATA_REPO", ".")),
-                   get("HPIPE_DATA_BRANCH"), json.loads(material) if material else None,
+                   get("HPIPE_DATA_BRANCH"), material,
                    get("HPIPE_FORCE") == "1", get("HPIPE_VERIFY") == "1", int(get("HPIPE_JOBS") or 1))
 
 
@@ -126,13 +128,15 @@ def run(fn: str, inputs: list[str], outputs: list[str] | dict[str, Any], batch: 
     if env.branch is None:
         raise UserError(f"{env.stage}: a map stage writes Hangar columns: list its outputs under outs:"
                         f" `- hangar: [{', '.join(spec.outputs)}]`")
+    _check_refs(spec, env)
     mapper = Mapper(load_function(spec.fn), spec.fn, spec.outputs, spec.batch, spec.args, dict(spec.declared))
     procs = spec.workers or env.jobs
     if env.verify:
         verify(spec, env, mapper, procs)
         return
     with writer(env.repo, env.branch, env.stage) as co:
-        update(co, spec, env, mapper, procs)
+        done = update(co, spec, env, mapper, procs)
+    _record(env, spec, *done)  # (the writer lock released: a kill from here on leaves the commit adoptable)
 
 
 def _material(spec: MapSpec, env: StageEnv) -> dict[str, Any]:
@@ -145,6 +149,18 @@ def _material(spec: MapSpec, env: StageEnv) -> dict[str, Any]:
     source = Path(found.origin).read_bytes() if found and found.origin and os.path.isfile(found.origin) else b""
     return {"definition": {"with": {**spec.__dict__, "declared": str(spec.declared)}},
             "deps": {"fn": source.hex()}}
+
+
+def _check_refs(spec: MapSpec, env: StageEnv) -> None:
+    """The inputs are read at the head of the branch the stage writes: a dep naming another ref
+    of them would be a promise the stage does not keep."""
+    for key, identity in ((env.material or {}).get("deps") or {}).items():
+        label = key.removeprefix("hangar:")
+        ref = label.partition("@")[2] if key.startswith("hangar:") else ""
+        found = [c for c in spec.inputs if isinstance(identity, dict) and c in identity]
+        if ref and found and ref != env.branch:
+            raise UserError(f"with.inputs: column '{found[0]}' is a dep at ref '{ref}', but a map stage reads"
+                            f" its inputs at the head of the branch it writes ('{env.branch}')")
 
 
 def input_records(store: HangarStore, commit: str, columns: list[str]) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -168,27 +184,52 @@ def _output_states(store: HangarStore, commit: str, columns: list[str]) -> dict[
     return {c: s.fingerprint if (s := store.column(commit, c)) else None for c in columns}
 
 
-def update(co: Any, spec: MapSpec, env: StageEnv, mapper: Mapper, procs: int) -> None:
-    """Plan, compute and write what changed, commit once, and record it (in a writer checkout)."""
+def update(co: Any, spec: MapSpec, env: StageEnv, mapper: Mapper, procs: int
+           ) -> tuple[str, str, dict[str, bytes], str]:
+    """Plan, compute and write what changed, and commit once (in a writer checkout); what to
+    record: (config, input commit, input records, branch head after)."""
     store = HangarStore(env.repo)
     try:
         head = co.commit_hash
         runs, schemas = input_records(store, head, spec.inputs)
         config = map_state.config_digest(_material(spec, env), spec.inputs, schemas)
+        outputs_now = _output_states(store, head, spec.outputs)
         loaded = map_state.load(env.root, env.stage)
+        if loaded is None or loaded[0].outputs != outputs_now:
+            loaded = _adopt_pending(env, store, head, outputs_now) or loaded
         previous, old_runs = loaded if loaded and loaded[0].branch == env.branch else (None, None)
-        plan = plan_map(previous, old_runs, config, runs, _output_states(store, head, spec.outputs), env.force)
+        plan = plan_map(previous, old_runs, config, runs, outputs_now, env.force)
         _say_plan(env.stage, plan)
         started = time.perf_counter()
         columns = _output_columns(co, spec, mapper, plan)
         done = _write(co, store, head, spec, mapper, plan, columns, procs)
+        seconds = time.perf_counter() - started
+        print(f"{env.stage}: computed {done} sample{'s' * (done != 1)} and deleted {len(plan.remove)} in"
+              f" {seconds:.2f}s ({done / max(seconds, 1e-9):,.0f} samples/s)", flush=True)
+        inputs = {c: s.fingerprint for c in spec.inputs if (s := store.column(head, c))}
+        map_state.save(env.root, env.stage, map_state.MapState(config, str(env.branch), head, inputs, "", {}, "", 0),
+                       runs, pending=True)
     finally:
         store.close()
-    seconds = time.perf_counter() - started
-    print(f"{env.stage}: computed {done} sample{'s' * (done != 1)} and deleted {len(plan.remove)} in"
-          f" {seconds:.2f}s ({done / max(seconds, 1e-9):,.0f} samples/s)", flush=True)
-    commit = _commit(co, env, spec, plan, head)
-    _record(env, spec, config, head, runs, commit)
+    return config, head, runs, _commit(co, env, spec, plan, head)
+
+
+def _adopt_pending(env: StageEnv, store: HangarStore, head: str, outputs: dict[str, str | None]
+                   ) -> tuple[map_state.MapState, dict[str, bytes]] | None:
+    """The run that committed the branch head but was killed before recording it (its pending
+    state names the head's parent as its input commit, and the head has this stage's message)."""
+    pending = map_state.load(env.root, env.stage, pending=True)
+    if pending is None or store.parents(head) != [pending[0].input_commit]:
+        return None
+    if not str(store.commit_info(head).get("commit_message", "")).startswith(f"hpipe stage '{env.stage}': map "):
+        return None
+    state, runs = pending
+    done = {c: fp for c, fp in outputs.items() if fp is not None}
+    adopted = map_state.MapState(state.config, state.branch, state.input_commit, state.inputs, head, done,
+                                 "", state.samples)
+    print(f"{env.stage}: adopting its commit {short(head)}, made by a run killed before it was recorded",
+          flush=True)
+    return map_state.save(env.root, env.stage, adopted, runs), runs
 
 
 def _say_plan(stage: str, plan: MapPlan) -> None:
@@ -299,27 +340,32 @@ def _record(env: StageEnv, spec: MapSpec, config: str, head: str, runs: dict[str
 
 
 def verify(spec: MapSpec, env: StageEnv, mapper: Mapper, procs: int) -> None:
-    """Compute every sample again from the input commit last processed and compare it, byte for
-    byte, with the output commit it made; MapFailure naming the samples that differ."""
-    loaded = map_state.load(env.root, env.stage)
-    if loaded is None:
-        raise UserError(f"{env.stage}: nothing to verify: this stage has not run here (run hpipe repro first)")
-    state, _ = loaded
+    """Compute every sample again from the input columns at the branch head and compare it, byte
+    for byte, with the output columns there; MapFailure naming the samples that differ. hpipe
+    asks for it only when the stage is up to date; a config other than the one recorded here is
+    refused (the outputs are not meant to match it)."""
     store = HangarStore(env.repo)
     try:
-        runs, _schemas = input_records(store, state.input_commit, spec.inputs)
+        head = store.branches().get(env.branch or "")
+        if not head:
+            raise UserError(f"{env.stage}: nothing to verify: branch '{env.branch}' has no commits")
+        runs, schemas = input_records(store, head, spec.inputs)
+        loaded = map_state.load(env.root, env.stage)
+        if loaded and loaded[0].config != map_state.config_digest(_material(spec, env), spec.inputs, schemas):
+            raise UserError(f"{env.stage}: out of date (its function, arguments, params or code changed"
+                            " since it last ran): run hpipe repro first")
         keys = sort_keys(same_keys(runs))
-        samples = {c: store.samples(state.input_commit, c) for c in spec.inputs}
-        outs = {c: store.samples(state.output_commit, c) for c in spec.outputs}
+        samples = {c: store.samples(head, c) for c in spec.inputs}
+        outs = {c: store.samples(head, c) for c in spec.outputs}
         differ: dict[str, list[bytes]] = {c: sorted(set(o) ^ set(keys)) for c, o in outs.items()}
         for chunk in _chunks(keys):
-            result = mapper.compute(_read(store, state.input_commit, spec.inputs, chunk, samples), chunk, procs)
+            result = mapper.compute(_read(store, head, spec.inputs, chunk, samples), chunk, procs)
             present = [k for k in chunk if all(k in outs[c] for c in spec.outputs)]
-            have = _read(store, state.output_commit, spec.outputs, present, outs) if present else {}
+            have = _read(store, head, spec.outputs, present, outs) if present else {}
             _compare(result, have, chunk, outs, differ)
     finally:
         store.close()
-    _verdict(env.stage, state, len(keys), differ)
+    _verdict(env.stage, head, len(keys), differ)
 
 
 def _compare(result: dict[str, np.ndarray], have: dict[str, np.ndarray], chunk: list[bytes],
@@ -336,13 +382,13 @@ def _compare(result: dict[str, np.ndarray], have: dict[str, np.ndarray], chunk: 
             at += 1
 
 
-def _verdict(stage: str, state: map_state.MapState, total: int, differ: dict[str, list[bytes]]) -> None:
+def _verdict(stage: str, commit: str, total: int, differ: dict[str, list[bytes]]) -> None:
     bad = {c: keys for c, keys in differ.items() if keys}
     if not bad:
-        print(f"{stage}: verified {total} samples: the output commit {short(state.output_commit)} holds"
+        print(f"{stage}: verified {total} samples: the output commit {short(commit)} holds"
               " exactly what a full recompute gives", flush=True)
         return
     column, keys = next(iter(bad.items()))
     shown = ", ".join(repr(key_value(k)) for k in keys[:5]) + (", …" if len(keys) > 5 else "")
     raise MapFailure(f"verify: {len(keys)} of {total} samples of column '{column}' at"
-                     f" {short(state.output_commit)} differ from a full recompute: {shown}")
+                     f" {short(commit)} differ from a full recompute: {shown}")

@@ -11,9 +11,8 @@ whole column at once; the streaming loader reads a chunk of rows at a time.
 from __future__ import annotations
 
 import mmap
-import numbers
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import xxhash
 
 from hangar_pipe.core.workers import can_fork, run_forked
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.keys import sort_keys
 from hangar_pipe.hangar.store import HangarStore, short
 from hangar_pipe.training.shapes import column_spec
 
@@ -292,32 +292,6 @@ def _parse_each(raws: list[bytes], shape_text: bytes) -> Parsed | int | bytes:
         group[row] = files.setdefault(where, len(files))
         index[row], checksum[row] = int(at), int(check, 16)
     return list(files), group, index, checksum
-
-
-def sort_keys(keys: Iterable[bytes]) -> list[bytes]:
-    """Int keys (`#12`) in numeric order first, then str keys in byte order.
-
-    Int keys have no leading zeros, so numeric order is (length, bytes) order: two stable
-    C-level sorts, no Python key function per sample.
-    """
-    ints = sorted(k for k in keys if k[:1] == b"#")
-    ints.sort(key=len)
-    return ints + sorted(k for k in keys if k[:1] != b"#")
-
-
-def key_value(raw: bytes) -> int | str:
-    """A record key as the user wrote it: `#12` -> 12, `abc` -> 'abc'."""
-    text = raw.decode()
-    return int(text[1:]) if text.startswith("#") else text
-
-
-def raw_key(value: int | str) -> bytes:
-    """A key as Hangar records it: 12 -> `#12`, 'abc' -> `abc`."""
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise UserError(f"sample key {value!r}: expected an int or a str, as Hangar's keys are")
-    return f"#{int(value)}".encode()
 
 
 def read_column(store: HangarStore, commit: str, name: str, keys: Sequence[bytes] | None = None,

@@ -32,9 +32,10 @@ from hangar_pipe.core.layout import columns_cache
 from hangar_pipe.core.sizes import parse_size
 from hangar_pipe.errors import UserError
 from hangar_pipe.hangar.column_cache import ColumnCache
+from hangar_pipe.hangar.keys import key_value, sort_keys
 from hangar_pipe.hangar.source import pinned_commit
 from hangar_pipe.hangar.store import ColumnState, HangarStore
-from hangar_pipe.training.bulk_read import key_value, locate, read_column, sort_keys
+from hangar_pipe.training.bulk_read import locate, read_column
 from hangar_pipe.training.hyperparams import Hyperparams
 from hangar_pipe.training.order import ChunkShuffle, FullShuffle, Order, Sequential
 from hangar_pipe.training.selection import Selection, item_type, positions_in

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from hangar_pipe.errors import UserError
+from hangar_pipe.hangar.keys import key_value, raw_key, sort_keys
 from hangar_pipe.hangar.store import short
-from hangar_pipe.training.bulk_read import key_value, raw_key, sort_keys
 
 
 @dataclass(frozen=True)
