@@ -43,8 +43,8 @@ FEATS = """
             open(f"pids/{os.getpid()}", "w").close()
         if np.any(x < 0):
             raise ValueError("negative pixels")
-        if x[0] > 5:  # a bug that shows on some data only: a result of another shape
-            return {"out": x[:3]}
+        if np.any(x > 5):  # a bug that shows on some data only: a result of another shape
+            return {"out": x[..., :3]}
         offset = float(open("offset.txt").read()) if os.path.exists("offset.txt") else 0.0  # not tracked
         return {"out": (x * np.float32(k) + np.float32(offset)).astype(np.float32)}
 
