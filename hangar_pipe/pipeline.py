@@ -179,11 +179,13 @@ class Pipeline:
     def gc(self, keep_runs: int | None = None, dry_run: bool = False) -> dict[str, int]:
         """Drop run-cache entries of all but the newest `keep_runs` runs (all kept by default),
         cache objects that no kept entry, lock entry or workspace output needs, cached columns
-        that no Hangar dep reads (as the lock records it, or now), and the resume folders no run
-        will resume (of stages that are gone, or of another run key than the stage's now)."""
+        that no Hangar dep reads (as the lock records it, or now), the resume folders no run will
+        resume (of stages that are gone, or of another run key than the stage's now), and the
+        records of map stages that are gone."""
         from hangar_pipe.core import stage_state
         from hangar_pipe.hangar.column_cache import ColumnCache
         from hangar_pipe.hangar.kinds import column_fingerprints
+        from hangar_pipe.mapping import state as map_state
 
         running = [p.parent.name for p in layout.experiments(self.root).glob("*/run.lock") if held(p)]
         if running:  # its points write and read the caches gc would clean
@@ -205,9 +207,10 @@ class Pipeline:
             read = column_fingerprints(self.lock.entries.values(), self.stages.values(), ws)
             columns, column_bytes = ColumnCache(layout.columns_cache(self.root)).collect(read, dry_run)
             states = stage_state.collect(self.root, stage_state.current_keys(self.stages, ws), dry_run)
+            maps, map_bytes = map_state.collect(self.root, list(self.stages), dry_run)
         return {"objects": count, "bytes": size, "run_cache_entries": entries,
                 "column_entries": columns, "column_bytes": column_bytes,
-                "state_folders": states.folders, "state_bytes": states.bytes}
+                "state_folders": states.folders + maps, "state_bytes": states.bytes + map_bytes}
 
     # -- the cache remote (hangar_pipe.remote; fsspec is imported only here) ---------------------
 

@@ -397,3 +397,19 @@ def test_inputs_and_outputs_must_be_declared_and_read_on_the_written_branch(proj
     done = project.hpipe("repro", check=1)
     assert "column 'imgs' is a dep at ref 'raw', but a map stage reads its inputs at the head of the branch" \
         in done.out + done.err
+
+
+def test_gc_removes_the_records_of_map_stages_that_are_gone(project: Project) -> None:
+    setup(project)
+    project.hpipe("repro")
+    assert (project.root / ".hpipe" / "map" / "norm" / "state.json").exists()
+    project.hpipe("gc")
+    assert (project.root / ".hpipe" / "map" / "norm" / "state.json").exists()  # still a stage
+    project.pipeline("""
+        stages:
+          other:
+            cmd: echo hi > hi.txt
+            outs: [hi.txt]
+    """)
+    done = project.hpipe("gc")
+    assert "1 resume states" in done.out and not (project.root / ".hpipe" / "map" / "norm").exists()

@@ -111,3 +111,21 @@ def config_digest(material: dict[str, Any], inputs: list[str], schemas: dict[str
         deps[key] = identity
     kept = {"definition": definition, "deps": deps, "params": material.get("params"), "schemas": schemas}
     return xxhash.xxh3_128_hexdigest(json.dumps(kept, sort_keys=True, default=str).encode())
+
+
+def collect(root: Path, stages: list[str], dry_run: bool) -> tuple[int, int]:
+    """For `hpipe gc`: remove the records of map stages that are no longer in the pipeline; how
+    many folders, and their bytes."""
+    import shutil
+
+    keep = {path_safe(name) for name in stages}
+    base = map_states(root)
+    gone = [p for p in sorted(base.iterdir()) if p.name not in keep] if base.is_dir() and not base.is_symlink() else []
+    size = sum(f.stat().st_size for p in gone for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+    if not dry_run:
+        for path in gone:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    return len(gone), size
