@@ -8,7 +8,7 @@ PY="${PY:-.venv/bin/python}"
 status=0
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-for bench in bench_noop bench_startup bench_instructions bench_scaling bench_template bench_hash bench_imports bench_hangar bench_hangar_status bench_loader bench_stream bench_train bench_demo bench_loop bench_exp bench_cache bench_remote bench_resume; do
+for bench in bench_noop bench_startup bench_instructions bench_scaling bench_template bench_hash bench_imports bench_hangar bench_hangar_status bench_loader bench_stream bench_train bench_demo bench_loop bench_exp bench_map bench_cache bench_remote bench_resume; do
     echo "<!-- $bench -->"
     "$PY" "benchmarks/$bench.py" | tee -a "$log" || { echo "$bench failed with exit code $?" >&2; status=1; }
     echo

@@ -6,12 +6,12 @@ registering costs nothing on the no-op path.
 """
 
 from hangar_pipe.core import kinds, spec
-from hangar_pipe.stages import BUILTIN, CHECKS, CODE, EXPLAIN, INPUTS, VERIFIES
+from hangar_pipe.stages import BUILTIN, CHECKS, CODE, EXPLAIN, INCREMENTAL, INPUTS
 
 kinds.register("hangar", "hangar_pipe.hangar.kinds:HangarDep")  # `- hangar: [columns]`
 spec.BUILTIN_STAGES.update(BUILTIN)  # `uses: ingest | train | evaluate | map`
 spec.BUILTIN_INPUTS.update(INPUTS)  # the files they read, named in `with:`
 spec.BUILTIN_CODE.update(CODE)  # the user's modules they import, named in their params
 spec.BUILTIN_CHECKS.update(CHECKS)  # checks of a stage as parsed (map: its columns are deps and outs)
-spec.BUILTIN_VERIFIES.update(VERIFIES)  # those that check their own Hangar outputs under --verify
+spec.BUILTIN_INCREMENTAL.update(INCREMENTAL)  # those that update their outputs from a record of their own
 spec.BUILTIN_EXPLAIN.update(EXPLAIN)  # those that word their reasons to run (map: samples changed)

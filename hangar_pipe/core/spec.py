@@ -36,9 +36,10 @@ BUILTIN_INPUTS: dict[str, Callable[[dict[str, Any]], dict[str, list[str]]]] = {}
 BUILTIN_CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {}
 #: Built-in stage name -> a check of the stage as parsed: (its `with:` key, what is wrong) or None.
 BUILTIN_CHECKS: dict[str, Callable[[Stage], tuple[str, str] | None]] = {}
-#: Built-in stages that check their own data outputs under `repro --verify` (recompute and compare,
-#: writing nothing); other writers of data are not rerun by --verify.
-BUILTIN_VERIFIES: set[str] = set()
+#: Built-in stages that update their data outputs from a record of their own (the map stage): they
+#: get HPIPE_STAGE_INPUTS, what their run key is made of, to key that record; and `repro --verify`
+#: reruns them to check their outputs, writing nothing (other writers of data it does not rerun).
+BUILTIN_INCREMENTAL: set[str] = set()
 #: Built-in stage name -> "module:function(stage, reasons, measured, workspace) -> reasons": words
 #: the reasons a stage would run in its own terms (the map stage: samples changed). Imported only
 #: when such a stage is out of date.

@@ -20,7 +20,7 @@ from hangar_pipe.core.decisions import (
 from hangar_pipe.core.kinds import Record, record_key, recorded_metrics
 from hangar_pipe.core.runcache import run_key, run_material
 from hangar_pipe.core.runner import Job, Processes, StageError, Verify
-from hangar_pipe.core.spec import BUILTIN_EXPLAIN, BUILTIN_VERIFIES, Stage
+from hangar_pipe.core.spec import BUILTIN_EXPLAIN, BUILTIN_INCREMENTAL, Stage
 
 # core.threads and core.stage_state are imported where a stage is run or restored, not on the
 # no-op path (each module and dataclass defined costs start-up: docs/benchmarks.md, issue 13.6)
@@ -66,7 +66,7 @@ class StageOps:
         self.measured: dict[str, Measured] = {}
         self.threads: dict[str, int] = {}  # the built-in stages launched, and their thread count
         self.warm: WarmWorker | None = None  # started with the first built-in stage to run
-        self.verifying: set[str] = set()  # up-to-date stages of BUILTIN_VERIFIES under --verify
+        self.verifying: set[str] = set()  # up-to-date stages of BUILTIN_INCREMENTAL under --verify
 
     def close(self) -> None:
         """End what the run started for its stages (the warm worker)."""
@@ -82,7 +82,7 @@ class StageOps:
         outs = measure_outs(stage, ws)
         # --verify reruns stages to compare their results, but a writer's result is a new commit
         # (a built-in stage that checks its own data outputs is rerun, and commits nothing)
-        verifies = self.ctx.options.verify and stage.uses in BUILTIN_VERIFIES
+        verifies = self.ctx.options.verify and stage.uses in BUILTIN_INCREMENTAL
         writer_under_verify = (self.ctx.options.verify and not verifies
                                and any(o.writes is not None for o in stage.outs))
         forced = self.force and not (writer_under_verify and not self.ctx.options.force)
@@ -193,16 +193,19 @@ class StageOps:
         return run_commands
 
     def _stage_options(self, stage: Stage, state: Path) -> dict[str, str]:
-        """What a built-in stage may act on: what its run key is made of (HPIPE_STAGE_INPUTS, a
-        JSON file in its resume folder: params can be too big for one environment variable), and
-        `-f`, `--verify` and `-j N` (HPIPE_FORCE, HPIPE_VERIFY, HPIPE_JOBS)."""
-        from hangar_pipe.core.atomic import atomic_write
-
+        """What a built-in stage may act on: `-f`, `--verify` and `-j N` (HPIPE_FORCE, HPIPE_VERIFY,
+        HPIPE_JOBS); for an incremental one, what its run key is made of (HPIPE_STAGE_INPUTS: a JSON
+        file in its resume folder, which params could make too big for an environment variable;
+        the stage removes it once read)."""
         options = self.ctx.options
-        inputs = state / ".hpipe-stage-inputs.json"
-        material = run_material(stage, self.measured[stage.name])
-        atomic_write(inputs, json.dumps(material, sort_keys=True, default=str).encode())
-        env = {"HPIPE_STAGE_INPUTS": str(inputs)}
+        env = {"HPIPE_STAGE_INPUTS": ""}
+        if stage.uses in BUILTIN_INCREMENTAL:
+            from hangar_pipe.core.atomic import atomic_write
+
+            inputs = state / "stage-inputs.json"
+            material = run_material(stage, self.measured[stage.name])
+            atomic_write(inputs, json.dumps(material, sort_keys=True, default=str).encode())
+            env["HPIPE_STAGE_INPUTS"] = str(inputs)
         env["HPIPE_FORCE"] = "1" if options.force else ""  # (set either way: never inherited)
         env["HPIPE_VERIFY"] = "1" if stage.name in self.verifying else ""
         env["HPIPE_JOBS"] = str(options.jobs)

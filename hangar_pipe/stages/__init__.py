@@ -78,7 +78,7 @@ def _map_check(stage: Any) -> tuple[str, str] | None:
 #: built-in stage -> a check of the stage as parsed: (its `with:` key, what is wrong) or None
 CHECKS: dict[str, Callable[[Any], tuple[str, str] | None]] = {"map": _map_check}
 
-#: built-in stages that check their own Hangar outputs under `repro --verify`, writing nothing
-VERIFIES = {"map"}
+#: built-in stages that update their Hangar outputs from a record of their own (core.spec)
+INCREMENTAL = {"map"}
 #: built-in stage -> "module:function" that words its reasons to run in its own terms
 EXPLAIN = {"map": "hangar_pipe.mapping.explain:explain"}

@@ -75,6 +75,8 @@ class StageEnv:
         get = os.environ.get
         inputs = get("HPIPE_STAGE_INPUTS")
         material = json.loads(Path(inputs).read_text()) if inputs else None
+        if inputs:
+            Path(inputs).unlink(missing_ok=True)  # (read once; the resume folder stays empty)
         return cls(get("HPIPE_STAGE", "map"), Path(get("HPIPE_ROOT", ".")), Path(get("HPIPE_DATA_REPO", ".")),
                    get("HPIPE_DATA_BRANCH"), material,
                    get("HPIPE_FORCE") == "1", get("HPIPE_VERIFY") == "1", int(get("HPIPE_JOBS") or 1))
