@@ -281,11 +281,10 @@ def test_the_in_project_hangar_repository_is_ignored_by_git(project: Project, da
     assert {"/.hpipe/", "/.hangar", "/model.txt"} <= set(project.read(".gitignore").splitlines())
 
 
-def test_staging_clean_agrees_with_hangar_status(project: Project, data: Repo) -> None:
-    """hangar/write.staging_clean, the fast check every hpipe writer makes, against Hangar's own
-    `diff.status()` as the staging area is changed, reset, and on a new branch."""
+def test_fast_status_agrees_with_hangar_status(project: Project, data: Repo) -> None:
+    """compat.staged_status, which stands in for Hangar's writer `diff.status()`, against Hangar's
+    own as the staging area is changed, reset, committed."""
     from hangar_pipe.hangar import compat
-    from hangar_pipe.hangar.write import staging_clean
 
     with compat.quiet():
         co = data.repo.checkout(write=True)
@@ -293,8 +292,8 @@ def test_staging_clean_agrees_with_hangar_status(project: Project, data: Repo) -
         seen = []
 
         def check() -> None:
-            seen.append(co.diff.status())
-            assert staging_clean(co) == (seen[-1] == "CLEAN")
+            seen.append(compat.ORIGINAL_STATUS[0](co._differ))
+            assert co.diff.status() == seen[-1] == compat.staged_status(co._differ)
 
         check()
         col = co.columns["imgs"]

@@ -7,6 +7,8 @@
 - Hangar prints to stdout on init/checkout; `quiet()` silences that around calls.
 - `import blosc` imports numpy and blosc's unittest module (~0.25 s); reading Hangar's commit
   records on the no-op path needs only its C extension, which `blosc_decompress()` loads alone.
+- A writer checkout's `diff.status()` (run by Hangar when it opens and on every commit) parses
+  and hashes every record of the head commit: `staged_status` compares bytes instead.
 - `import hangar` imports its torch loader, whose module body subclasses torch's `Dataset`:
   `import torch` (~2 s) in every process that imports Hangar, ingest and `hpipe data` included.
   `import_hangar()` stands a module in for it whose `make_torch_dataset` imports the real one
@@ -86,8 +88,48 @@ def import_hangar() -> ModuleType:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import hangar
+    patch_writer_status()
     module: ModuleType = hangar
     return module
+
+
+def staged_status(differ: Any) -> str:
+    """Hangar's `WriterUserDiff.status()` ("CLEAN" when the staging area holds exactly the
+    branch head), without parsing the head commit's records one by one and hashing each: the
+    staging records, joined as a commit stores them (`key value`, `$` between, in key order),
+    are compared with the head commit's stored bytes. 0.05-0.1 s instead of 0.5-0.75 s at
+    150,000 records; Hangar calls it when a writer checkout opens and on every commit."""
+    from hangar.records.heads import get_branch_head_commit
+    from hangar.txnctx import TxnRegister
+
+    head = get_branch_head_commit(differ._branchenv, differ._branch_name)
+    txn = TxnRegister().begin_reader_txn(differ._stageenv)
+    try:
+        staged = b"$".join(key + b" " + value for key, value in txn.cursor())
+    finally:
+        TxnRegister().abort_reader_txn(differ._stageenv)
+    if head == "":
+        return "CLEAN" if staged == b"" else "DIRTY"
+    txn = TxnRegister().begin_reader_txn(differ._refenv)
+    try:
+        raw = txn.get(f"{head}:ref".encode())
+    finally:
+        TxnRegister().abort_reader_txn(differ._refenv)
+    if raw is None:
+        return str(ORIGINAL_STATUS[0](differ))  # (Hangar's own: it says what is wrong)
+    return "CLEAN" if bytes(blosc_decompress()(raw)) == staged else "DIRTY"
+
+
+ORIGINAL_STATUS: list[Callable[[Any], str]] = []  # Hangar's own status(), for the tests
+
+
+def patch_writer_status() -> None:
+    """Replace Hangar's `WriterUserDiff.status` with `staged_status` (once)."""
+    from hangar.diff import WriterUserDiff
+
+    if not ORIGINAL_STATUS:
+        ORIGINAL_STATUS.append(WriterUserDiff.status)
+        setattr(WriterUserDiff, "status", staged_status)
 
 
 TORCH_LOADER = "hangar.dataloaders.torchloader"
