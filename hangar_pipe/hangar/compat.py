@@ -95,10 +95,12 @@ def import_hangar() -> ModuleType:
 
 def staged_status(differ: Any) -> str:
     """Hangar's `WriterUserDiff.status()` ("CLEAN" when the staging area holds exactly the
-    branch head), without parsing the head commit's records one by one and hashing each: the
-    staging records, joined as a commit stores them (`key value`, `$` between, in key order),
-    are compared with the head commit's stored bytes. 0.05-0.1 s instead of 0.5-0.75 s at
-    150,000 records; Hangar calls it when a writer checkout opens and on every commit."""
+    branch head), without parsing the head commit's records one by one: the staging records,
+    joined as a commit stores them (`key value`, `$` between, in key order), are compared with
+    the head commit's stored bytes. Hangar calls it when a writer checkout opens and on every
+    commit. Hangar's own status also checks the head commit against its digest (a damaged
+    commit is an IOError): that check still runs, once per content of the commit
+    (`verified_head`)."""
     from hangar.records.heads import get_branch_head_commit
     from hangar.txnctx import TxnRegister
 
@@ -110,26 +112,109 @@ def staged_status(differ: Any) -> str:
         TxnRegister().abort_reader_txn(differ._stageenv)
     if head == "":
         return "CLEAN" if staged == b"" else "DIRTY"
-    txn = TxnRegister().begin_reader_txn(differ._refenv)
-    try:
-        raw = txn.get(f"{head}:ref".encode())
-    finally:
-        TxnRegister().abort_reader_txn(differ._refenv)
+    raw = verified_head(differ._refenv, head)
     if raw is None:
         return str(ORIGINAL_STATUS[0](differ))  # (Hangar's own: it says what is wrong)
     return "CLEAN" if bytes(blosc_decompress()(raw)) == staged else "DIRTY"
+
+
+VERIFIED_FILE = "hpipe-verified-commits"  # in .hangar/: `commit content-hash` lines
+
+
+def _commit_values(refenv: Any, commit: str) -> tuple[bytes, str] | None:
+    """A commit's stored records (compressed) and a hash of everything its digest covers."""
+    import xxhash
+    from hangar.records.parsing import (
+        commit_parent_db_key_from_raw_key,
+        commit_ref_db_key_from_raw_key,
+        commit_spec_db_key_from_raw_key,
+    )
+    from hangar.txnctx import TxnRegister
+
+    txn = TxnRegister().begin_reader_txn(refenv)
+    try:
+        values = [txn.get(key(commit)) for key in (commit_ref_db_key_from_raw_key,
+                                                   commit_spec_db_key_from_raw_key,
+                                                   commit_parent_db_key_from_raw_key)]
+    finally:
+        TxnRegister().abort_reader_txn(refenv)
+    if any(v is None for v in values):
+        return None
+    raw, spec, parent = (bytes(v) for v in values)
+    content = xxhash.xxh3_128_hexdigest(b"\0".join((raw, spec, parent)))
+    return raw, f"{commit} {content}"
+
+
+def _verified_lines(refenv: Any) -> tuple[Any, set[str]]:
+    from pathlib import Path
+
+    file = Path(refenv.path()).parent / VERIFIED_FILE
+    try:
+        return file, set(file.read_text().splitlines())
+    except (OSError, UnicodeDecodeError):
+        return file, set()
+
+
+def _remember(file: Any, lines: set[str], line: str) -> None:
+    """Keep the newest 64 verified commits (atomically: a torn file is only a cache miss)."""
+    from hangar_pipe.core.atomic import atomic_write
+
+    kept = sorted(lines)[-63:] + [line]
+    try:
+        atomic_write(file, ("\n".join(kept) + "\n").encode())
+    except OSError:
+        pass
+
+
+def verified_head(refenv: Any, commit: str) -> bytes | None:
+    """The commit's stored records, once Hangar's own check of the commit against its digest
+    passed (IOError when it is damaged). A check that passed is remembered by a hash of the bytes
+    it covered, in `.hangar/hpipe-verified-commits`: the same bytes pass again, and any damage
+    changes them, so it is checked again."""
+    from hangar.records.commiting import get_commit_ref
+
+    found = _commit_values(refenv, commit)
+    if found is None:
+        return None
+    raw, line = found
+    file, lines = _verified_lines(refenv)
+    if line not in lines:
+        get_commit_ref(refenv, commit)  # parses and hashes every record: IOError if damaged
+        _remember(file, lines, line)
+    return raw
+
+
+def remember_commit(refenv: Any, commit: str) -> None:
+    """A commit Hangar just made from the staging area: its digest was computed from these very
+    records, so it counts as checked."""
+    found = _commit_values(refenv, commit)
+    if found is not None:
+        file, lines = _verified_lines(refenv)
+        _remember(file, lines, found[1])
 
 
 ORIGINAL_STATUS: list[Callable[[Any], str]] = []  # Hangar's own status(), for the tests
 
 
 def patch_writer_status() -> None:
-    """Replace Hangar's `WriterUserDiff.status` with `staged_status` (once)."""
+    """Replace Hangar's `WriterUserDiff.status` with `staged_status`, and have a writer's commit
+    remember the commit it made as checked (once)."""
+    from hangar.checkout import WriterCheckout
     from hangar.diff import WriterUserDiff
 
-    if not ORIGINAL_STATUS:
-        ORIGINAL_STATUS.append(WriterUserDiff.status)
-        setattr(WriterUserDiff, "status", staged_status)
+    if ORIGINAL_STATUS:
+        return
+    ORIGINAL_STATUS.append(WriterUserDiff.status)
+    setattr(WriterUserDiff, "status", staged_status)
+    commit = WriterCheckout.commit
+
+    def commit_and_remember(self: Any, commit_message: str) -> str:
+        made: str = commit(self, commit_message)
+        remember_commit(self._refenv, made)
+        return made
+
+    commit_and_remember.__doc__ = commit.__doc__
+    setattr(WriterCheckout, "commit", commit_and_remember)
 
 
 TORCH_LOADER = "hangar.dataloaders.torchloader"

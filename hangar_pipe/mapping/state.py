@@ -85,7 +85,8 @@ def save(root: Path, stage: str, state: MapState, runs: dict[str, bytes], *, pen
     header = json.dumps([[c, len(run)] for c, run in runs.items()]).encode()
     data = zlib.compress(header + b"\n" + b"".join(runs.values()), 1)
     name = f"provenance-{xxhash.xxh3_64_hexdigest(data)}.z"
-    atomic_write(base / name, data)
+    if not (base / name).is_file():  # (named by its hash: the pending state's is the same file)
+        atomic_write(base / name, data)
     state = MapState(**{**asdict(state), "provenance": name})
     body = json.dumps({"version": VERSION, **asdict(state)}, indent=1).encode()
     atomic_write(base / ("pending.json" if pending else "state.json"), body)
