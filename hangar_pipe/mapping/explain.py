@@ -16,11 +16,7 @@ from hangar_pipe.hangar.kinds import HangarDep, HangarOut
 from hangar_pipe.hangar.source import HangarData
 from hangar_pipe.mapping import state as map_state
 from hangar_pipe.mapping.plan import plan_map
-
-
-def _inputs(stage: Stage) -> list[str]:
-    value = stage.with_.get("inputs")
-    return [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
+from hangar_pipe.stages import with_columns
 
 
 def explain(stage: Stage, reasons: Reasons, measured: Measured, ws: Workspace) -> Reasons:
@@ -28,7 +24,7 @@ def explain(stage: Stage, reasons: Reasons, measured: Measured, ws: Workspace) -
     changed = reasons.get("changed deps")
     if set(reasons) != {"changed deps"} or not isinstance(changed, dict) or not isinstance(ws.data, HangarData):
         return reasons
-    inputs = _inputs(stage)
+    inputs = with_columns(stage.with_.get("inputs"))
     deps = {d.key: d for d in stage.deps if isinstance(d, HangarDep)}
     if not changed or any(key not in deps or not isinstance(what, dict) or not set(what) <= set(inputs)
                           or not all(isinstance(w, dict) and not {"column", "schema"} & set(w) for w in what.values())
@@ -52,7 +48,7 @@ def _samples_changed(stage: Stage, measured: Measured, data: HangarData, dep: Ha
         return None
     state, old_runs = loaded
     runs = {c: found[1] for c in inputs if (found := store.column_records(record["commit"], c))}
-    outputs = {c: s.fingerprint if (s := store.column(head[1], c)) else None for c in state.outputs}
+    outputs = map_state.fingerprints(store, head[1], with_columns(stage.with_.get("outputs")))
     if len(runs) != len(inputs) or state.branch != head[0]:
         return None
     plan = plan_map(state, old_runs, state.config, runs, outputs, force=False)

@@ -40,7 +40,7 @@ def cut(column: str) -> int:
 
 
 def full_reason(previous: MapState | None, old_runs: dict[str, bytes] | None, config: str,
-                outputs_now: dict[str, str | None], force: bool) -> str | None:
+                outputs_now: dict[str, str], force: bool) -> str | None:
     """Why every sample must be computed, or None when the last run's outputs can be updated."""
     if force:
         return "forced (-f)"
@@ -56,7 +56,7 @@ def full_reason(previous: MapState | None, old_runs: dict[str, bytes] | None, co
 
 
 def plan_map(previous: MapState | None, old_runs: dict[str, bytes] | None, config: str,
-             new_runs: dict[str, bytes], outputs_now: dict[str, str | None], force: bool) -> MapPlan:
+             new_runs: dict[str, bytes], outputs_now: dict[str, str], force: bool) -> MapPlan:
     """The samples to compute and to delete, from the input columns' records now (`new_runs`)."""
     why = full_reason(previous, old_runs, config, outputs_now, force)
     if why is not None:

@@ -18,12 +18,15 @@ import json
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
 from hangar_pipe.core.atomic import atomic_write
 from hangar_pipe.core.layout import map_states, path_safe
+
+if TYPE_CHECKING:
+    from hangar_pipe.hangar.store import HangarStore
 
 VERSION = 1
 
@@ -39,7 +42,6 @@ class MapState:
     output_commit: str
     outputs: dict[str, str]  # column -> fingerprint at output_commit
     provenance: str  # the provenance file's name
-    samples: int
 
 
 def folder(root: Path, stage: str) -> Path:
@@ -97,6 +99,11 @@ def save(root: Path, stage: str, state: MapState, runs: dict[str, bytes], *, pen
         if old.name != name:
             old.unlink(missing_ok=True)
     return state
+
+
+def fingerprints(store: HangarStore, commit: str, columns: list[str]) -> dict[str, str]:
+    """The fingerprint of each of these columns at the commit (those there), as a state records them."""
+    return {c: s.fingerprint for c in columns if (s := store.column(commit, c)) is not None}
 
 
 def config_digest(material: dict[str, Any], inputs: list[str], schemas: dict[str, Any]) -> str:

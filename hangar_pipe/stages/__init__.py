@@ -53,7 +53,8 @@ def _map_code(with_: dict[str, Any], params: Callable[[str], Any]) -> list[str]:
 CODE: dict[str, Callable[[dict[str, Any], Callable[[str], Any]], list[str]]] = {
     "train": _train_code, "map": _map_code}
 
-def _columns(value: Any) -> list[str]:
+def with_columns(value: Any) -> list[str]:
+    """The column names a map stage's `with:` inputs or outputs give (a name, a list, a mapping)."""
     if isinstance(value, str):
         return [value]
     return [c for c in value if isinstance(c, str)] if isinstance(value, (list, dict)) else []
@@ -68,7 +69,7 @@ def _map_check(stage: Any) -> tuple[str, str] | None:
     declared = {"inputs": ({e for d in stage.deps for e in d.edges}, "deps"),
                 "outputs": ({e for o in stage.outs for e in o.edges}, "outs")}
     for key, (edges, section) in declared.items():
-        for column in _columns(stage.with_.get(key)):
+        for column in with_columns(stage.with_.get(key)):
             if f"hangar:{writes.repo}:{column}" not in edges:
                 return key, (f"column '{column}' is not in a `- hangar:` entry of the stage's {section}"
                              f" (repository {writes.repo}); list it there, so hpipe tracks it")

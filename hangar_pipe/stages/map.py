@@ -19,6 +19,7 @@ commit, writing nothing. A failure commits nothing: the last good commit stays t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -137,8 +138,8 @@ def run(fn: str, inputs: list[str], outputs: list[str] | dict[str, Any], batch: 
         verify(spec, env, mapper, procs)
         return
     with writer(env.repo, env.branch, env.stage) as co:
-        done = update(co, spec, env, mapper, procs)
-    _record(env, spec, *done)  # (the writer lock released: a kill from here on leaves the commit adoptable)
+        pending, runs, commit = update(co, spec, env, mapper, procs)
+    _record(env, spec, pending, runs, commit)  # (the lock released: a kill from here leaves the commit adoptable)
 
 
 def _material(spec: MapSpec, env: StageEnv) -> dict[str, Any]:
@@ -182,20 +183,16 @@ def input_records(store: HangarStore, commit: str, columns: list[str]) -> tuple[
     return runs, schemas
 
 
-def _output_states(store: HangarStore, commit: str, columns: list[str]) -> dict[str, str | None]:
-    return {c: s.fingerprint if (s := store.column(commit, c)) else None for c in columns}
-
-
 def update(co: Any, spec: MapSpec, env: StageEnv, mapper: Mapper, procs: int
-           ) -> tuple[str, str, dict[str, bytes], str]:
+           ) -> tuple[map_state.MapState, dict[str, bytes], str]:
     """Plan, compute and write what changed, and commit once (in a writer checkout); what to
-    record: (config, input commit, input records, branch head after)."""
+    record: (the pending state, its input records, the branch head after)."""
     store = HangarStore(env.repo)
     try:
         head = co.commit_hash
         runs, schemas = input_records(store, head, spec.inputs)
         config = map_state.config_digest(_material(spec, env), spec.inputs, schemas)
-        outputs_now = _output_states(store, head, spec.outputs)
+        outputs_now = map_state.fingerprints(store, head, spec.outputs)
         loaded = map_state.load(env.root, env.stage)
         if loaded is None or loaded[0].outputs != outputs_now:
             loaded = _adopt_pending(env, store, head, outputs_now) or loaded
@@ -208,15 +205,15 @@ def update(co: Any, spec: MapSpec, env: StageEnv, mapper: Mapper, procs: int
         seconds = time.perf_counter() - started
         print(f"{env.stage}: computed {done} sample{'s' * (done != 1)} and deleted {len(plan.remove)} in"
               f" {seconds:.2f}s ({done / max(seconds, 1e-9):,.0f} samples/s)", flush=True)
-        inputs = {c: s.fingerprint for c in spec.inputs if (s := store.column(head, c))}
-        map_state.save(env.root, env.stage, map_state.MapState(config, str(env.branch), head, inputs, "", {}, "", 0),
-                       runs, pending=True)
+        inputs = map_state.fingerprints(store, head, spec.inputs)
+        pending = map_state.save(env.root, env.stage, map_state.MapState(
+            config, str(env.branch), head, inputs, "", {}, ""), runs, pending=True)
     finally:
         store.close()
-    return config, head, runs, _commit(co, env, spec, plan, head)
+    return pending, runs, _commit(co, env, spec, plan, head)
 
 
-def _adopt_pending(env: StageEnv, store: HangarStore, head: str, outputs: dict[str, str | None]
+def _adopt_pending(env: StageEnv, store: HangarStore, head: str, outputs: dict[str, str]
                    ) -> tuple[map_state.MapState, dict[str, bytes]] | None:
     """The run that committed the branch head but was killed before recording it (its pending
     state names the head's parent as its input commit, and the head has this stage's message)."""
@@ -226,9 +223,7 @@ def _adopt_pending(env: StageEnv, store: HangarStore, head: str, outputs: dict[s
     if not str(store.commit_info(head).get("commit_message", "")).startswith(f"hpipe stage '{env.stage}': map "):
         return None
     state, runs = pending
-    done = {c: fp for c, fp in outputs.items() if fp is not None}
-    adopted = map_state.MapState(state.config, state.branch, state.input_commit, state.inputs, head, done,
-                                 "", state.samples)
+    adopted = dataclasses.replace(state, output_commit=head, outputs=outputs)
     print(f"{env.stage}: adopting its commit {short(head)}, made by a run killed before it was recorded",
           flush=True)
     return map_state.save(env.root, env.stage, adopted, runs), runs
@@ -327,18 +322,14 @@ def _commit(co: Any, env: StageEnv, spec: MapSpec, plan: MapPlan, head: str) -> 
     return commit
 
 
-def _record(env: StageEnv, spec: MapSpec, config: str, head: str, runs: dict[str, bytes], commit: str) -> None:
-    """The last good run, for the next one to start from."""
-    store = HangarStore(env.repo)
+def _record(env: StageEnv, spec: MapSpec, pending: map_state.MapState, runs: dict[str, bytes], commit: str) -> None:
+    """The last good run, for the next one to start from: the pending state with its outputs."""
+    store = HangarStore(env.repo)  # (a new one: the commit changed the repository's records)
     try:
-        inputs = {c: s.fingerprint for c in spec.inputs if (s := store.column(commit, c))}
-        outputs = {c: s.fingerprint for c in spec.outputs if (s := store.column(commit, c))}
-        samples = store.column(commit, spec.inputs[0])
+        outputs = map_state.fingerprints(store, commit, spec.outputs)
     finally:
         store.close()
-    assert env.branch is not None
-    map_state.save(env.root, env.stage, map_state.MapState(
-        config, env.branch, head, inputs, commit, outputs, "", samples.samples if samples else 0), runs)
+    map_state.save(env.root, env.stage, dataclasses.replace(pending, output_commit=commit, outputs=outputs), runs)
 
 
 def verify(spec: MapSpec, env: StageEnv, mapper: Mapper, procs: int) -> None:
