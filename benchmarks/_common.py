@@ -26,7 +26,10 @@ DVC_VENV = WORK / "dvc-venv"
 HPIPE = Path(sys.executable).parent / "hpipe"  # the console script beside the venv's python
 # DVC keeps its hash cache in a system folder (/var/tmp/dvc) unless told otherwise: keep it in .work.
 SITE_CACHE = WORK / "dvc-site-cache"
-ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(SITE_CACHE)}
+# Bytecode cached, as on a user's machine (this sandbox sets PYTHONDONTWRITEBYTECODE=1, which
+# compiles every hangar_pipe module on every start: bench_startup and bench_instructions measure
+# that case on purpose, with their own environments).
+ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(SITE_CACHE), "PYTHONDONTWRITEBYTECODE": ""}
 
 
 Cmd = Sequence["str | os.PathLike[str]"]

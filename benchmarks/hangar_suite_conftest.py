@@ -9,7 +9,7 @@ The compat shim is NOT applied here. A .pth file in the suite's venv runs
 covers any subprocess). This file:
 
 1. checks that the shim came from hangar_pipe.hangar.compat and ran before anything imported hangar,
-   then applies `patch_writer_status()` (which needs hangar imported), as hangar_pipe does;
+   then applies `patch_imported_hangar()` (which needs hangar imported), as hangar_pipe does;
 2. restores `np.int` (removed in numpy 1.24). TEST-SUITE ONLY: Hangar's tests use `np.int`,
    Hangar's own code does not, so it stays out of the shim;
 3. when TensorFlow is not installed: tests/ml_dataloaders/test_dataloaders.py holds the torch
@@ -51,11 +51,11 @@ _missing = missing_numpy_aliases()
 if _missing:
     raise pytest.UsageError(f"the hangar_pipe.hangar.compat shim did not restore numpy.{', numpy.'.join(_missing)}")
 
-# --- 1b. the patch of Hangar's writer status (hangar_pipe.hangar.compat.staged_status), which
-# hangar_pipe applies once hangar is imported: Hangar's own tests run against it too ------------
-from hangar_pipe.hangar.compat import patch_writer_status  # noqa: E402
+# --- 1b. the patches of Hangar's code that hangar_pipe applies once hangar is imported (its writer's
+# status and commit ref, its writer's lazy sample maps): Hangar's own tests run against them too --
+from hangar_pipe.hangar.compat import patch_imported_hangar  # noqa: E402
 
-patch_writer_status()
+patch_imported_hangar()
 
 # --- 2. np.int: TEST-SUITE ONLY (Hangar's tests use it; Hangar's code does not) ------------------
 with warnings.catch_warnings():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,3 +117,123 @@ def test_hangar_is_imported_without_torch_and_its_torch_loader_still_works(tmp_p
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok")
+
+
+# -- a writer checkout's lazy sample maps (compat.LazySamples) and its commit ref -----------------
+
+
+def _writer_repo(tmp_path: Any) -> tuple[Any, Any]:
+    """A repository with int-keyed samples on two backends ('10', then '00' after a backend
+    change) and a str-keyed column, committed; (repository, hangar)."""
+    hangar = compat.import_hangar()
+    with compat.quiet():
+        repo = hangar.Repository(tmp_path, exists=False)
+        repo.init(user_name="t", user_email="t@example.com", remove_old=True)
+        co = repo.checkout(write=True)
+    imgs = co.add_ndarray_column("imgs", shape=(4,), dtype=np.float32, backend="10")
+    names = co.add_ndarray_column("names", shape=(2,), dtype=np.int64)
+    with imgs, names:
+        for i in range(6):
+            imgs[i] = np.full(4, i, np.float32)
+            names[f"s{i}"] = np.array([i, -i], np.int64)
+    imgs.change_backend("00")
+    with imgs:
+        for i in range(6, 9):
+            imgs[i] = np.full(4, i, np.float32)
+    co.commit("first")
+    co.close()
+    return repo, hangar
+
+
+def _eager(co: Any, column: str) -> dict[Any, str]:
+    """Hangar's own map of the column, read from the staging area now (locations as text: they
+    do not compare by value)."""
+    from hangar.columns.constructors import _flat_load_sample_keys_and_specs
+
+    return _text(_flat_load_sample_keys_and_specs(column, co._columns._txnctx)[0])
+
+
+def _text(samples: Any) -> dict[Any, str]:
+    return {key: repr(spec) for key, spec in samples.items()}
+
+
+def test_writer_sample_maps_are_read_when_needed_and_agree_with_hangars(tmp_path) -> None:
+    repo, _ = _writer_repo(tmp_path)
+    with compat.quiet():
+        co = repo.checkout(write=True)
+    try:
+        imgs, names = co.columns["imgs"], co.columns["names"]
+        assert isinstance(imgs._samples, compat.LazySamples) and imgs._samples._map is None
+        assert set(imgs._be_fs) == {"00"}  # the schema's backend only, until a sample needs another
+        eager = _eager(co, "imgs")
+        for key in [0, 5, 8, 9, "0", "#0", True, np.int64(3), -1, 1.0, "bad key!"]:
+            assert (key in imgs) == (key in eager), key  # a dict's answers, odd keys included
+        assert imgs._samples._map is not None  # (an odd key read the whole map)
+        np.testing.assert_array_equal(names["s3"], [3, -3])
+        assert names._samples._map is None  # one lookup, not the whole column
+        spec = names._samples["s3"]
+        assert names._samples["s3"] is spec  # the same object each time, as in Hangar's map
+        assert "s9" not in names and 3 not in names and names._samples._map is None
+        with names:  # inside a write: its own uncommitted writes are seen
+            names["s9"] = np.array([9, 9], np.int64)
+            del names["s0"]
+            assert "s9" in names and "s0" not in names and names._samples._map is None
+            np.testing.assert_array_equal(names["s9"], [9, 9])
+        assert _text(names._samples) == _eager(co, "names")
+        assert names._samples["s3"] is spec  # (still, once the whole map is read)
+        assert len(names) == 6 and sorted(names.keys()) == ["s1", "s2", "s3", "s4", "s5", "s9"]
+        with names:
+            names["s10"] = np.array([10, 10], np.int64)
+        assert "s10" in names and _text(names._samples) == _eager(co, "names")
+    finally:
+        co.close()
+
+
+def test_a_lazy_map_opens_the_backends_its_samples_live_in(tmp_path) -> None:
+    """Samples written before a backend change live in the old backend's files: reading one
+    opens them, as Hangar opens every backend a column's samples use when it builds the map."""
+    repo, _ = _writer_repo(tmp_path)
+    with compat.quiet():
+        co = repo.checkout(write=True)
+    try:
+        imgs = co.columns["imgs"]
+        np.testing.assert_array_equal(imgs[2], np.full(4, 2, np.float32))  # in '10'
+        np.testing.assert_array_equal(imgs[7], np.full(4, 7, np.float32))  # in '00'
+        assert set(imgs._be_fs) == {"00", "10"}
+        assert {k: v.tolist() for k, v in imgs.items()} == {i: [float(i)] * 4 for i in range(9)}
+        with imgs:
+            imgs[2] = np.full(4, 20, np.float32)
+        co.commit("changed one")
+    finally:
+        co.close()
+    with compat.quiet():
+        reader = repo.checkout()
+    assert reader["imgs", 2].tolist() == [20.0] * 4 and reader["imgs", 7].tolist() == [7.0] * 4
+    reader.close()
+
+
+def test_the_commit_ref_is_hangars_records_and_digest(tmp_path) -> None:
+    """compat.commit_ref: Hangar's digest (so the same commit hash) and the same records; Hangar
+    reads the commit back, checking it against that digest."""
+    import blosc
+
+    repo, _ = _writer_repo(tmp_path)
+    with compat.quiet():
+        co = repo.checkout(write=True)
+    try:
+        with co.columns["names"] as names:
+            names["new"] = np.array([1, 2], np.int64)
+        ours, hangars = compat.commit_ref(co._stageenv), compat.ORIGINAL_COMMIT_REF[0](co._stageenv)
+        assert ours.digest == hangars.digest
+        assert blosc.decompress(ours.raw) == blosc.decompress(hangars.raw)
+        commit = co.commit("second")
+    finally:
+        co.close()
+    from hangar.records.commiting import get_commit_ref
+
+    refs = get_commit_ref(repo._env.refenv, commit)  # IOError if the digest did not match
+    assert any(b"new" in key for key, _ in refs)
+    with compat.quiet():
+        reader = repo.checkout(commit=commit)
+    assert reader["names", "new"].tolist() == [1, 2]
+    reader.close()

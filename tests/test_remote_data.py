@@ -224,3 +224,25 @@ def test_pushing_the_same_commits_to_a_second_server_works(
         assert compat.server_branch_head(other.address, "master") == head
     finally:
         other.stop()
+
+
+def test_a_writer_of_a_partial_clone_warns_of_reference_only_samples_as_hangar_does(
+        tmp_path: Path, server: hangarserver.HangarServer) -> None:
+    """Where samples are references to a remote, a writer checkout gets Hangar's own sample maps
+    (compat.lazy_flat_column stands aside), and its warning naming the column, as it opens."""
+    a = make_project(tmp_path / "a", server.address)
+    Repo(a.root).write("one", imgs=images(40), labels=labels(40), extra=images(40, seed=9))
+    a.hpipe("data", "push")
+    b = git_clone(a, tmp_path / "b")
+    b.hpipe("data", "pull")  # imgs and labels: the columns the stage reads; extra stays remote
+    hangar = compat.import_hangar()
+    with compat.quiet(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        co = hangar.Repository(str(b.root), exists=True).checkout(write=True)
+    try:
+        said = [str(w.message) for w in caught if "reference-only" in str(w.message)]
+        assert len(said) == 1 and "extra" in said[0]
+        assert all(type(co.columns[c]._samples) is dict for c in ("imgs", "labels", "extra"))
+        assert len(co.columns["extra"]) == 40 and co.columns["extra"].contains_remote_references
+    finally:
+        co.close()

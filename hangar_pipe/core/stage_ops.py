@@ -65,7 +65,7 @@ class StageOps:
         self.use_run_cache = options.run_cache and not options.dry_run and not self.force
         self.measured: dict[str, Measured] = {}
         self.threads: dict[str, int] = {}  # the built-in stages launched, and their thread count
-        self.warm: WarmWorker | None = None  # started with the first built-in stage to run
+        self.warm: WarmWorker | None = None  # started with the first built-in stage found out of date
         self.verifying: set[str] = set()  # up-to-date stages of BUILTIN_INCREMENTAL under --verify
 
     def close(self) -> None:
@@ -87,6 +87,8 @@ class StageOps:
                                and any(o.writes is not None for o in stage.outs))
         forced = self.force and not (writer_under_verify and not self.ctx.options.force)
         reasons = stage_reasons(stage, entry, deps, outs, ws, forced=forced)
+        if reasons and stage.cmd is None and not self.ctx.options.dry_run:
+            self._warm_worker()  # its imports start now, beside the explanation and the run cache
         # a stage that checks its own outputs does so when it is up to date; out of date, it runs
         if verifies and not self.ctx.options.force and set(reasons) == {"forced"} and not upstream_would_run:
             self.verifying.add(name)
