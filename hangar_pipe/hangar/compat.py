@@ -441,18 +441,14 @@ def lazy_flat_column(txnctx: Any, column_name: str, path: Any, schema: Any, mode
     from hangar.columns.common import open_file_handles
     from hangar.columns.layout_flat import FlatSampleWriter
 
-    column: list[Any] = []
+    handles = open_file_handles(backends={schema.backend}, path=path, mode="a", schema=schema)
 
-    def backends(codes: set[str]) -> None:
-        handles = column[0]._be_fs
+    def backends(codes: set[str]) -> None:  # (`handles` is the column's own dict of them)
         if missing := codes - handles.keys():
             handles.update(open_file_handles(backends=missing, path=path, mode="a", schema=schema))
 
-    samples = LazySamples(column_name, txnctx, backends)
-    handles = open_file_handles(backends={schema.backend}, path=path, mode="a", schema=schema)
-    column.append(FlatSampleWriter(aset_ctx=txnctx, columnname=column_name, samples=samples,
-                                   backend_handles=handles, schema=schema, repo_path=path, mode=mode))
-    return column[0]
+    return FlatSampleWriter(aset_ctx=txnctx, columnname=column_name, samples=LazySamples(column_name, txnctx, backends),
+                            backend_handles=handles, schema=schema, repo_path=path, mode=mode)
 
 
 def patch_lazy_columns() -> None:
