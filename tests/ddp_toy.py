@@ -84,8 +84,9 @@ def run(out: str, nproc: int = 2, nnodes: int = 1, endpoint: str | None = None, 
         if world.is_writer:
             Path(out).write_bytes(state_bytes(model))
             Path(out).with_suffix(".json").write_text(json.dumps(world.record()))
+        distributed.cleanup(together=True)
     finally:
-        distributed.cleanup()
+        distributed.cleanup()  # (after a failure: no barrier)
     return 0
 
 

@@ -304,7 +304,10 @@ class LazySamples(MutableMapping[Any, Any]):
     Hangar's map); the whole map (`len`, iteration, an odd key) is read at the first call that
     needs it. The staging records are the truth the map mirrors, and only the column changes
     them, each time before it updates the map. `backends(codes)` opens the data files of the
-    locations read (Hangar opens them as it builds the map)."""
+    locations read (Hangar opens them as it builds the map). Two differences, in what Hangar
+    does not promise: a map read after writes lists its keys in the staging area's order (as
+    the next checkout does), not with the written ones last; and a lookup reads the staging
+    area, so a column is no more thread-safe to read than Hangar's writer is to use."""
 
     def __init__(self, column: str, txnctx: Any, backends: Callable[[set[str]], None]) -> None:
         from hangar.records import flat_data_column_record_start_range_key
@@ -432,7 +435,8 @@ ORIGINAL_FLAT_COLUMN: list[Callable[..., Any]] = []  # Hangar's own, for the tes
 
 
 def lazy_flat_column(txnctx: Any, column_name: str, path: Any, schema: Any, mode: str) -> Any:
-    """Hangar's `generate_flat_column` for a writer checkout's columns, with a `LazySamples` map:
+    """Hangar's `generate_flat_column` for the columns a writer checkout opens with (a column added
+    later is new, and gets Hangar's own), with a `LazySamples` map:
     opening a writer no longer reads every sample record of every column (~0.6 s per 150,000).
     Readers, nested columns and repositories holding remote references get Hangar's own."""
     original = ORIGINAL_FLAT_COLUMN[0]

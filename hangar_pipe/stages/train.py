@@ -328,7 +328,7 @@ def run(images: str = "mnist_training_images", labels: str = "mnist_training_lab
                                                     "stopped": s.stopped}))
     resume.wait()
     if world is not None:
-        distributed.cleanup()
+        distributed.cleanup(together=True)
         state.model = distributed.unwrap(state.model)
         if not world.is_writer:  # local rank 0 writes the outputs
             return None

@@ -276,11 +276,16 @@ def sum_over_ranks(value: float) -> float:
     return float(total.item())
 
 
-def cleanup() -> None:
-    """Leave the process group (when there is one)."""
+def cleanup(together: bool = False) -> None:
+    """Leave the process group (when there is one). `together`: on a normal end, which every rank
+    reaches, meet at a barrier first, so that no rank tears its connections down while another
+    still uses them (gloo has aborted a rank at exit there: "terminate called without an active
+    exception"). Not after a failure: the other ranks may never get there."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
