@@ -21,7 +21,8 @@ import time
 
 from _common import HPIPE, REPO, demo_project, loadavg, machine, summary, table
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+# .pyc cached, as for a user (this sandbox sets PYTHONDONTWRITEBYTECODE=1)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": ""}
 RUNS = {
     "plain script": lambda folder: [sys.executable, str(REPO / "benchmarks" / "demo_plain.py"), str(folder)],
     "hpipe, warm worker": lambda folder: [str(HPIPE), "repro"],
