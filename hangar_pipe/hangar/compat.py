@@ -99,6 +99,26 @@ def import_hangar() -> ModuleType:
     return module
 
 
+@contextlib.contextmanager
+def _reader(env: Any) -> Iterator[Any]:
+    """A read transaction on an lmdb env of Hangar's, through its register (shared with any this
+    thread has open on it)."""
+    from hangar.txnctx import TxnRegister
+
+    txn = TxnRegister().begin_reader_txn(env)
+    try:
+        yield txn
+    finally:
+        TxnRegister().abort_reader_txn(env)
+
+
+def _staged_records(stageenv: Any) -> list[bytes]:
+    """Every staged record as a commit stores it, `key value` (Hangar's CMT_KV_JOIN_KEY), in key
+    order; a commit joins them with `$`."""
+    with _reader(stageenv) as txn, txn.cursor() as cursor:
+        return list(map(b" ".join, cursor.iternext()))
+
+
 _STATUS_SEEN: dict[Any, str] = {}  # (staging env, its last write, head commit) -> the status then
 
 
@@ -123,13 +143,7 @@ def staged_status(differ: Any) -> str:
 
 
 def _staged_status(differ: Any, head: str) -> str:
-    from hangar.txnctx import TxnRegister
-
-    txn = TxnRegister().begin_reader_txn(differ._stageenv)
-    try:
-        staged = b"$".join(key + b" " + value for key, value in txn.cursor())
-    finally:
-        TxnRegister().abort_reader_txn(differ._stageenv)
+    staged = b"$".join(_staged_records(differ._stageenv))
     if head == "":
         return "CLEAN" if staged == b"" else "DIRTY"
     raw = verified_head(differ._refenv, head)
@@ -149,15 +163,11 @@ def _commit_values(refenv: Any, commit: str) -> tuple[bytes, str] | None:
         commit_ref_db_key_from_raw_key,
         commit_spec_db_key_from_raw_key,
     )
-    from hangar.txnctx import TxnRegister
 
-    txn = TxnRegister().begin_reader_txn(refenv)
-    try:
+    with _reader(refenv) as txn:
         values = [txn.get(key(commit)) for key in (commit_ref_db_key_from_raw_key,
                                                    commit_spec_db_key_from_raw_key,
                                                    commit_parent_db_key_from_raw_key)]
-    finally:
-        TxnRegister().abort_reader_txn(refenv)
     if any(v is None for v in values):
         return None
     raw, spec, parent = (bytes(v) for v in values)
@@ -222,14 +232,8 @@ def commit_ref(stageenv: Any) -> Any:
     compressed bytes."""
     import blosc
     from hangar.records.parsing import DigestAndBytes, _commit_ref_joined_kv_digest
-    from hangar.txnctx import TxnRegister
 
-    txn = TxnRegister().begin_reader_txn(stageenv)
-    try:
-        with txn.cursor() as cursor:
-            joined = list(map(b" ".join, cursor.iternext()))  # (Hangar's CMT_KV_JOIN_KEY)
-    finally:
-        TxnRegister().abort_reader_txn(stageenv)
+    joined = _staged_records(stageenv)
     raw = blosc.compress(b"$".join(joined), typesize=1, clevel=1, shuffle=blosc.NOSHUFFLE, cname="zstd")
     return DigestAndBytes(digest=_commit_ref_joined_kv_digest(joined), raw=raw)
 
@@ -268,34 +272,25 @@ def patch_writer_status() -> None:
 _REMOTE_SEEN: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
-def _txn(env: Any) -> tuple[Any, bool]:
-    """A transaction to read `env` in: the write transaction open on it (so its own writes are
-    seen, and no second transaction is begun beside it), else a read transaction (True: end it)."""
+@contextlib.contextmanager
+def _seeing_writes(env: Any) -> Iterator[Any]:
+    """A transaction to read `env` in: the write transaction open on it in this thread (so its own
+    writes are seen, and no second transaction is begun beside it), else a read transaction."""
     from hangar.txnctx import TxnRegister
 
     register = TxnRegister()
     if register.WriterAncestors[env] > 0:
-        return register.WriterTxn[env], False
-    return register.begin_reader_txn(env), True
+        yield register.WriterTxn[env]
+    else:
+        with _reader(env) as txn:
+            yield txn
 
 
 @contextlib.contextmanager
 def _reading(txnctx: Any) -> Iterator[tuple[Any, Any]]:
-    """(the staging records' transaction, the hash records' transaction) of a column."""
-    from hangar.txnctx import TxnRegister
-
-    opened = []
-    try:
-        txns = []
-        for env in (txnctx.dataenv, txnctx.hashenv):
-            txn, ours = _txn(env)
-            txns.append(txn)
-            if ours:
-                opened.append(env)
-        yield txns[0], txns[1]
-    finally:
-        for env in opened:
-            TxnRegister().abort_reader_txn(env)
+    """(the staging records' transaction, the hash records' one) of a writer's column."""
+    with _seeing_writes(txnctx.dataenv) as data, _seeing_writes(txnctx.hashenv) as hashes:
+        yield data, hashes
 
 
 class LazySamples(MutableMapping[Any, Any]):
@@ -418,17 +413,10 @@ def _has_remote_data(txnctx: Any) -> bool:
     if txnctx not in _REMOTE_SEEN:
         remote = tuple(code.encode() for code, local in BACKEND_IS_LOCAL_MAP.items() if not local)
         prefix = hash_data_db_key_from_raw_key("")
-        txn, ours = _txn(txnctx.hashenv)
-        try:
-            with txn.cursor() as cursor:  # (the data hashes, then the schemas: their values are JSON)
-                found = cursor.set_range(prefix) and any(map(methodcaller("startswith", remote),
-                                                              cursor.iternext(keys=False, values=True)))
-            _REMOTE_SEEN[txnctx] = found
-        finally:
-            if ours:
-                from hangar.txnctx import TxnRegister
-
-                TxnRegister().abort_reader_txn(txnctx.hashenv)
+        with _seeing_writes(txnctx.hashenv) as txn, txn.cursor() as cursor:
+            # (the data hashes, then the schemas: their values are JSON)
+            _REMOTE_SEEN[txnctx] = cursor.set_range(prefix) and any(
+                map(methodcaller("startswith", remote), cursor.iternext(keys=False, values=True)))
     return bool(_REMOTE_SEEN[txnctx])
 
 
